@@ -1,0 +1,48 @@
+"""yolo-necks: multi-scale neck blocks as first-class Ultralytics YOLO modules, and an ablation harness.
+
+Public API::
+
+    import yolo_necks
+    yolo_necks.register()                      # make the blocks usable by name in model YAMLs (idempotent)
+    yolo_necks.FocalModulation(256, 256)       # the blocks themselves, ultralytics (c1, c2, *args) signature
+    yolo_necks.accelerate(model)               # exact faster equivalents of SPP/SPPF, in place
+
+    @yolo_necks.register_block                 # make your own block usable by name
+    class MyNeck(torch.nn.Module): ...
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+# name -> module that defines it; imported on first access so `import yolo_necks` stays light.
+_LAZY = {
+    "register": "yolo_necks.registry",
+    "register_block": "yolo_necks.registry",
+    "registered_blocks": "yolo_necks.registry",
+    "unregister_block": "yolo_necks.registry",
+    "FocalModulation": "yolo_necks.blocks",
+    "DyCAConv": "yolo_necks.blocks",
+    "SKConv": "yolo_necks.blocks",
+    "PyramidPool": "yolo_necks.blocks",
+    "spp_vector": "yolo_necks.blocks",
+    "accelerate": "yolo_necks.fast",
+    "FastSPPF": "yolo_necks.fast",
+    "FastSPP": "yolo_necks.fast",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'yolo_necks' has no attribute '{name}'")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

@@ -1,0 +1,50 @@
+"""``yolo-necks`` command line: verbs ablate, report, compare, bench, data, blocks."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# verb -> ("module:function", one-line help). Each function takes argv (list[str]) and returns an exit code.
+VERBS = {
+    "ablate": ("yolo_necks.ablation.cli:ablate_main", "run a neck ablation sweep (default: ablations/default.yaml)"),
+    "report": ("yolo_necks.ablation.cli:report_main", "regenerate summary.csv/summary.md/pareto.png from results.csv"),
+    "compare": ("yolo_necks.ablation.cli:compare_main", "side-by-side Markdown table of several sweeps"),
+    "bench": ("yolo_necks.bench:bench_main", "time every block and ultralytics' SPP/SPPF"),
+    "data": ("yolo_necks.datasets.cli:data_main", "build a built-in dataset: yolo-necks data build NAME [key=value ...]"),
+    "blocks": ("yolo_necks.registry:blocks_main", "list the registered blocks"),
+}
+
+
+def usage() -> str:
+    lines = ["usage: yolo-necks VERB [ARGS...]", "", "verbs:"]
+    lines += [f"  {verb:<9} {help_}" for verb, (_, help_) in VERBS.items()]
+    lines += ["", "Run 'yolo-necks VERB --help' for the arguments of a verb."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in {"-h", "--help", "help"}:
+        print(usage())
+        return 0
+    verb, rest = argv[0], argv[1:]
+    if verb not in VERBS:
+        print(f"yolo-necks: unknown verb '{verb}'.\n{usage()}", file=sys.stderr)
+        return 2
+    target, _ = VERBS[verb]
+    module, func = target.split(":")
+    from yolo_necks.errors import NeckError
+
+    try:
+        return int(getattr(importlib.import_module(module), func)(rest) or 0)
+    except NeckError as e:
+        print(f"yolo-necks {verb}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"yolo-necks {verb}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
