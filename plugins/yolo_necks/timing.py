@@ -1,0 +1,88 @@
+"""Latency measurement shared by ``yolo-necks bench`` and the ablation harness.
+
+One function, :func:`measure`, times a callable the same way everywhere: warm-up passes first, then ``repeats`` timed
+passes, each one synchronised on CUDA, and reports the median, p90, spread and throughput. Numbers are reported,
+never asserted on.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+
+
+@dataclass
+class Timing:
+    """Summary of ``repeats`` timed calls, in milliseconds per call."""
+
+    median_ms: float
+    p90_ms: float
+    mean_ms: float
+    std_ms: float
+    min_ms: float
+    repeats: int
+    warmup: int
+    batch: int
+
+    @property
+    def throughput_ips(self) -> float:
+        """Items (images) per second at the median latency."""
+        return self.batch * 1000.0 / self.median_ms if self.median_ms > 0 else float("nan")
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["throughput_ips"] = self.throughput_ips
+        return d
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Linear-interpolated percentile (q in [0, 100]) of a non-empty list."""
+    xs = sorted(values)
+    if len(xs) == 1:
+        return xs[0]
+    pos = (len(xs) - 1) * q / 100.0
+    lo = int(pos)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@torch.inference_mode()
+def measure(fn, x: torch.Tensor, warmup: int = 10, repeats: int = 100) -> Timing:
+    """Time ``fn(x)``: ``warmup`` untimed calls, then ``repeats`` calls each timed alone (synchronised on CUDA).
+
+    Args:
+        fn: the callable to time (usually a module in eval mode).
+        x: its input; its device decides whether CUDA synchronisation is used, its first dim is the batch.
+        warmup: untimed calls before timing (lets cuDNN/oneDNN pick kernels and caches fill).
+        repeats: timed calls (at least 1).
+    """
+    if repeats < 1:
+        raise ValueError(f"measure: repeats must be >= 1, got {repeats}")
+    device = x.device
+    for _ in range(max(0, warmup)):
+        fn(x)
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn(x)
+        _sync(device)
+        times.append((time.perf_counter() - t0) * 1000.0)
+    return Timing(
+        median_ms=statistics.median(times),
+        p90_ms=percentile(times, 90),
+        mean_ms=statistics.fmean(times),
+        std_ms=statistics.pstdev(times) if len(times) > 1 else 0.0,
+        min_ms=min(times),
+        repeats=repeats,
+        warmup=warmup,
+        batch=int(x.shape[0]) if x.dim() else 1,
+    )
