@@ -553,7 +553,27 @@ def _fix_repeats(model: nn.Module) -> None:
 def blocks_main(argv: list[str]) -> int:
     """``yolo-necks blocks``: list the registered blocks and their YAML arguments."""
     if argv and argv[0] in {"-h", "--help"}:
-        print("usage: yolo-necks blocks\n\nList every block usable by name in model YAMLs, with its YAML arguments.")
+        print(
+            "usage: yolo-necks blocks [--markdown [--readme README.md]]\n\n"
+            "List every block usable by name in model YAMLs, with its YAML arguments.\n"
+            "--markdown   print the table of model_yamls/ necks with params and GFLOPs at yolov8n scale\n"
+            "--readme F   write that table between the blocks-table markers of F\n"
+            "--yamls DIR  the model YAML folder (default: ./model_yamls)"
+        )
+        return 0
+    if "--markdown" in argv:
+        from pathlib import Path
+
+        from .tables import markdown, update_readme
+
+        yaml_dir = Path(argv[argv.index("--yamls") + 1]) if "--yamls" in argv else Path("model_yamls")
+        if not yaml_dir.is_dir():
+            yaml_dir = Path(__file__).resolve().parents[2] / "model_yamls"  # the source checkout
+        if "--readme" in argv:
+            readme = Path(argv[argv.index("--readme") + 1])
+            print(f"{readme}: {'updated' if update_readme(readme, yaml_dir) else 'already up to date'}")
+        else:
+            print(markdown(yaml_dir))
         return 0
     register()
     for name, spec in sorted(_BLOCKS.items()):

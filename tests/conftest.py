@@ -1,0 +1,41 @@
+"""Shared fixtures. Everything runs offline on CPU: ultralytics is told it is offline and writes under tmp dirs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+YAML_DIR = ROOT / "model_yamls"
+
+os.environ.setdefault("YOLO_OFFLINE", "1")  # ultralytics: skip online checks and downloads at once
+
+
+@pytest.fixture(scope="session")
+def tmp_session(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("session")
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_session) -> Path:
+    """A tiny built-in `digits` dataset (16 train / 8 val images of 64 px), built once per test session."""
+    from yolo_necks.datasets import resolve_data
+
+    return Path(resolve_data("digits", root=tmp_session / "datasets", n_train=16, n_val=8, imgsz=64, seed=0))
+
+
+def run_py(code: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run Python code in a fresh interpreter (as a new user, a DDP worker or a reloading process would)."""
+    full_env = {**os.environ, "YOLO_OFFLINE": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=cwd or ROOT, env=full_env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def run_cmd(args: list[str], cwd: Path | None = None, env: dict | None = None, timeout: int = 900):
+    full_env = {**os.environ, "YOLO_OFFLINE": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
+    return subprocess.run(args, cwd=cwd or ROOT, env=full_env, capture_output=True, text=True, timeout=timeout)

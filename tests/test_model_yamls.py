@@ -1,0 +1,94 @@
+"""Every model YAML builds at every scale, runs forward at 320 and 640 px, reports info(), fuses, and exports to
+ONNX with outputs matching PyTorch."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from conftest import YAML_DIR
+from ultralytics.nn.tasks import DetectionModel
+
+import yolo_necks
+
+YAMLS = sorted(p.name for p in YAML_DIR.glob("*.yaml"))
+NECK_AT_9 = {
+    "yolov8-sppf.yaml": "SPPF",
+    "yolov8-spp.yaml": "SPP",
+    "yolov8-focal.yaml": "FocalModulation",
+    "yolov8-dyca.yaml": "DyCAConv",
+    "yolov8-sk.yaml": "SKConv",
+    "yolov8-pyramid.yaml": "PyramidPool",
+    "yolo11-focal.yaml": "FocalModulation",
+}
+ONNX_ATOL = 1e-3  # fp32 ONNX Runtime vs PyTorch on the raw Detect output (boxes in pixels, class scores in [0, 1])
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _registered():
+    yolo_necks.register()
+
+
+def scaled(name: str, scale: str) -> str:
+    stem = name.replace("yolov8-", f"yolov8{scale}-").replace("yolo11-", f"yolo11{scale}-")
+    return str(YAML_DIR / stem)
+
+
+def test_every_yaml_is_listed():
+    assert set(YAMLS) == set(NECK_AT_9)
+
+
+@pytest.mark.parametrize("scale", list("nsmlx"))
+@pytest.mark.parametrize("name", YAMLS)
+def test_builds_and_runs_at_every_scale(name, scale):
+    model = DetectionModel(scaled(name, scale), verbose=False).eval()
+    assert type(model.model[9]).__name__ == NECK_AT_9[name]
+    assert model.yaml["scale"] == scale
+    with torch.inference_mode():
+        for imgsz in (320, 640):
+            y = model(torch.rand(1, 3, imgsz, imgsz))
+            pred = y[0] if isinstance(y, (list, tuple)) else y
+            anchors = sum((imgsz // s) ** 2 for s in (8, 16, 32))
+            assert pred.shape == (1, 4 + 80, anchors)
+            assert torch.isfinite(pred).all()
+
+
+@pytest.mark.parametrize("name", YAMLS)
+def test_info_fuse_and_onnx_export(name, tmp_path):
+    model = DetectionModel(scaled(name, "n"), verbose=False).eval()
+    n_layers, n_params, _, gflops = model.info(verbose=False, imgsz=320)
+    assert n_params == sum(p.numel() for p in model.parameters())
+    assert gflops > 0
+    x = torch.rand(1, 3, 160, 160)
+    with torch.inference_mode():
+        before = model(x)[0]
+        fused = copy.deepcopy(model).fuse(verbose=False)
+        after = fused(x)[0]
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.model[9].modules()), "BN left unfused"
+    torch.testing.assert_close(after, before, atol=1e-3, rtol=1e-3)
+
+    import onnxruntime as ort
+
+    path = tmp_path / "model.onnx"
+    export_onnx(fused, x, path)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (out,) = sess.run(None, {"images": x.numpy()})
+    np.testing.assert_allclose(out, after.numpy(), atol=ONNX_ATOL, rtol=1e-3)
+
+
+def export_onnx(model, x, path):
+    """Export the way ultralytics' exporter does for ONNX (Detect in export mode, opset 17, legacy exporter)."""
+    from ultralytics.nn.modules import Detect
+
+    for m in model.modules():
+        if isinstance(m, Detect):
+            m.export, m.format = True, "onnx"
+    try:
+        kwargs = {"dynamo": False} if "dynamo" in torch.onnx.export.__code__.co_varnames else {}
+        torch.onnx.export(model, x, str(path), opset_version=17, input_names=["images"], output_names=["output0"], **kwargs)
+    finally:
+        for m in model.modules():
+            if isinstance(m, Detect):
+                m.export = False
