@@ -96,3 +96,48 @@ def test_stock_cli_exports_onnx_matching_pytorch(trained, tmp_path):
     r = run_py(code)
     assert r.returncode == 0, r.stderr[-3000:]
     assert float(r.stdout.strip().splitlines()[-1]) < ONNX_ATOL
+
+
+RELOAD_ALL = """
+import json, sys, torch
+from ultralytics import YOLO
+out = {}
+for path in sys.argv[1:]:
+    model = YOLO(path).model.float().eval()
+    torch.manual_seed(0)
+    with torch.inference_mode():
+        y = model(torch.rand(1, 3, 96, 96))[0]
+    out[path] = [type(model.model[9]).__name__, float(y.double().sum())]
+print(json.dumps(out))
+"""
+
+
+def test_every_plugin_model_reloads_with_safe_loading(tmp_path):
+    """A checkpoint of every model YAML (as ultralytics writes it: fp16 module pickle) reloads in a fresh process
+    under ULTRALYTICS_SAFE_LOAD=1 and computes what the original computes."""
+    import torch
+    from ultralytics import YOLO
+
+    import yolo_necks
+
+    yolo_necks.register()
+    paths, expected = [], {}
+    for yaml_path in sorted(YAML_DIR.glob("*.yaml")):
+        name = yaml_path.name.replace("yolov8-", "yolov8n-").replace("yolo11-", "yolo11n-")
+        model = YOLO(str(YAML_DIR / name))
+        pt = tmp_path / name.replace(".yaml", ".pt")
+        model.save(str(pt))
+        ref = YOLO(str(pt)).model.float().eval()  # the same fp16-rounded weights, loaded in this process
+        torch.manual_seed(0)
+        with torch.inference_mode():
+            y = ref(torch.rand(1, 3, 96, 96))[0]
+        paths.append(str(pt))
+        expected[str(pt)] = [type(ref.model[9]).__name__, float(y.double().sum())]
+    code = RELOAD_ALL.replace("sys.argv[1:]", repr(paths))
+    r = run_py(code, env={"ULTRALYTICS_SAFE_LOAD": "1"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    assert set(got) == set(expected)
+    for path, (neck, total) in expected.items():
+        assert got[path][0] == neck
+        assert got[path][1] == pytest.approx(total, rel=1e-5, abs=1e-3)
