@@ -1,0 +1,169 @@
+"""``yolo-necks ablate | report | compare``: the command-line face of the ablation harness."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ..errors import NeckConfigError
+from .spec import DEFAULT_SPEC, KEYS, SPEED_KEYS
+
+ABLATE_USAGE = "usage: yolo-necks ablate [SPEC.yaml] [key=value ...] [--retry-failed] [--dry-run] [--help]"
+
+
+def ablate_help() -> str:
+    lines = [
+        ABLATE_USAGE,
+        "",
+        "Run a neck ablation sweep: every arm (the base model with its SPPF replaced by a block) is trained with every",
+        "seed on the same data and schedule, validated with ultralytics' validator, counted and timed. One row per run",
+        "goes to PROJECT/NAME/results.csv; summary.csv, summary.md and pareto.png are regenerated at the end.",
+        "Re-running the same command skips finished runs (matched by a hash of each run's configuration).",
+        "",
+        "SPEC.yaml defaults to ablations/default.yaml. On a CPU-only machine that spec's 'cpu:' section applies a",
+        "reduced sweep (labelled 'reduced: cpu' everywhere); pass cpu=None to run the full sweep on the CPU anyway.",
+        "",
+        "options:",
+        "  --retry-failed  run again the runs recorded as failed",
+        "  --dry-run       validate the spec, build every arm once and list the runs; train nothing",
+        "  -h, --help      show this help",
+        "",
+        "key=value overrides (values are Python literals, else strings; dotted keys set nested values, e.g.",
+        "speed.repeats=300 or data_params.n_train=400; other ultralytics training keys such as lr0=0.005 go to",
+        "train_args). Spec keys:",
+    ]
+    cpu = DEFAULT_SPEC["cpu"]
+    for key, (default, help_) in KEYS.items():
+        if key in ("arms", "cpu"):
+            values = "see ablations/default.yaml"
+        else:
+            values = f"default.yaml: {_show(DEFAULT_SPEC[key])}"
+            if key in cpu:
+                values += f", reduced cpu: {_show(cpu[key])}"
+            if key not in ("speed", "name") and default != DEFAULT_SPEC[key]:
+                values += f"; when a spec omits it: {_show(default)}"
+        lines.append(f"  {key:<12} {help_} [{values}]")
+    lines += ["", "  speed.* keys (speed.repeats=300):"]
+    for key, help_ in SPEED_KEYS.items():
+        lines.append(f"    {key:<18} {help_} [when omitted: {_show(KEYS['speed'][0][key])}]")
+    lines += [
+        "",
+        "  arm keys: name (folder-safe id), block (module replacing the SPPF), args (block arguments after c2; c2 is",
+        "  the SPPF's), baseline (true on exactly one arm), yaml (a model YAML used as is instead of block/args),",
+        "  scale (per-arm scale letter).",
+        "",
+        "examples:",
+        "  yolo-necks ablate                                   # the default sweep (reduced on a CPU)",
+        "  yolo-necks ablate epochs=50 seeds=5 device=0        # 5 seeds: 0..4",
+        "  yolo-necks ablate my_spec.yaml arms=sppf,focal data=coco8.yaml project=runs/necks",
+        "  yolo-necks report ablations/runs/default-cpu        # regenerate the summaries",
+    ]
+    return "\n".join(lines)
+
+
+def _show(value) -> str:
+    """A value as in a spec file (YAML flow style)."""
+    import yaml
+
+    return yaml.safe_dump(value, default_flow_style=True, width=10**6, sort_keys=False).removesuffix("\n...\n").strip()
+
+
+def ablate_main(argv: list[str]) -> int:
+    """``yolo-necks ablate [SPEC.yaml] [key=value ...] [--retry-failed] [--dry-run]``."""
+    from .spec import parse_overrides
+
+    spec, items, retry, dry = None, [], False, False
+    for arg in argv:
+        if arg in ("-h", "--help"):
+            print(ablate_help())
+            return 0
+        if arg == "--retry-failed":
+            retry = True
+        elif arg == "--dry-run":
+            dry = True
+        elif arg.startswith("-"):
+            raise NeckConfigError(f"ablate: unknown option '{arg}' ({ABLATE_USAGE})")
+        elif "=" in arg:
+            items.append(arg)
+        elif spec is None:
+            spec = arg
+        else:
+            raise NeckConfigError(f"ablate: more than one spec file given ('{spec}', '{arg}')")
+    overrides = parse_overrides(items)
+    from .runner import run_sweep
+
+    df = run_sweep(spec, retry_failed=retry, dry_run=dry, **overrides)
+    if dry:
+        return 0
+    summary = df.attrs.get("summary_md")
+    if summary:
+        print("\n" + summary)
+    failed = int((df["status"].astype(str) != "ok").sum()) if len(df) else 0
+    print(f"sweep folder: {df.attrs.get('sweep_dir')}  ({df.attrs.get('ran')} run(s) this time, {failed} failed)")
+    return 0
+
+
+def report_main(argv: list[str]) -> int:
+    """``yolo-necks report DIR|results.csv [...]``."""
+    if not argv or argv[0] in ("-h", "--help"):
+        print(
+            "usage: yolo-necks report SWEEP_DIR|results.csv [...]\n\n"
+            "Regenerate summary.csv, summary.md and pareto.png of each sweep from its results.csv, and print the\n"
+            "summary. Per arm: mean ± std over seeds of every metric, Δ vs the baseline arm paired by seed with a\n"
+            "95% confidence interval from Student's t (n/a with fewer than 2 paired seeds); failed runs listed."
+        )
+        return 0 if argv else 2
+    from .report import write_report
+
+    for target in argv:
+        if target.startswith("-"):
+            raise NeckConfigError(f"report: unknown option '{target}'")
+        out = write_report(target)
+        print(out["markdown"])
+        print("written: " + ", ".join(str(p) for p in out["paths"]))
+    return 0
+
+
+def compare_main(argv: list[str]) -> int:
+    """``yolo-necks compare A B ... [--out FILE] [--metrics m1,m2]``."""
+    usage = "usage: yolo-necks compare SWEEP [SWEEP ...] [--out FILE] [--metrics map50_95,latency_ms]"
+    if not argv or argv[0] in ("-h", "--help"):
+        from .stats import METRICS
+
+        print(
+            f"{usage}\n\n"
+            "Print a side-by-side Markdown table of several sweeps. Each SWEEP is a sweep folder, a results.csv or a\n"
+            "summary.csv. Per sweep and metric: mean ± std over seeds and Δ vs that sweep's baseline (paired 95% CI);\n"
+            "then the difference of the first metric between each sweep and the first one.\n\n"
+            "  --out FILE      also write the table to FILE\n"
+            f"  --metrics LIST  comma-separated, from: {', '.join(METRICS)}"
+        )
+        return 0 if argv else 2
+    paths, out, metrics = [], None, None
+    it = iter(argv)
+    for arg in it:
+        if arg in ("--out", "-o", "--metrics"):
+            value = next(it, None)
+            if value is None:
+                raise NeckConfigError(f"compare: {arg} needs a value ({usage})")
+            if arg == "--metrics":
+                metrics = [m.strip() for m in value.split(",") if m.strip()]
+            else:
+                out = value
+        elif arg.startswith("--out="):
+            out = arg.split("=", 1)[1]
+        elif arg.startswith("--metrics="):
+            metrics = [m.strip() for m in arg.split("=", 1)[1].split(",") if m.strip()]
+        elif arg.startswith("-"):
+            raise NeckConfigError(f"compare: unknown option '{arg}' ({usage})")
+        else:
+            paths.append(arg)
+    from .report import compare
+
+    text = compare(paths, metrics)
+    print(text)
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(text, encoding="utf-8")
+        print(f"written: {out}", file=sys.stderr)
+    return 0

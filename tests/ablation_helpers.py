@@ -1,0 +1,139 @@
+"""Helpers of tests/test_ablation.py: a tiny offline YOLO dataset, tiny sweep specs, a stand-in for training.
+
+Also runnable as a script for the hard-kill test::
+
+    python tests/ablation_helpers.py kill-at-run N SPEC
+
+runs the sweep with training replaced by :func:`fake_execute` and SIGKILLs its own process when run number ``N``
+(1-based) of this invocation starts, i.e. after ``N - 1`` runs have been recorded.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import sys
+from pathlib import Path
+
+import yaml
+from PIL import Image, ImageDraw
+
+COLOURS = [(230, 40, 40), (40, 230, 40), (40, 40, 230)]
+
+
+def make_tiny_dataset(root: str | Path, n_train: int = 8, n_val: int = 4, imgsz: int = 64, nc: int = 2,
+                      seed: int = 0) -> str:  # fmt: skip
+    """Coloured rectangles on dark backgrounds in the YOLO layout; returns the data YAML path."""
+    root = Path(root)
+    rng = random.Random(seed)
+    for split, n in (("train", n_train), ("val", n_val)):
+        (root / "images" / split).mkdir(parents=True, exist_ok=True)
+        (root / "labels" / split).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            im = Image.new("RGB", (imgsz, imgsz), tuple(rng.randrange(40) for _ in range(3)))
+            draw = ImageDraw.Draw(im)
+            lines = []
+            for _ in range(rng.randint(1, 3)):
+                c = rng.randrange(nc)
+                w, h = rng.randint(imgsz // 5, imgsz // 2), rng.randint(imgsz // 5, imgsz // 2)
+                x0, y0 = rng.randint(0, imgsz - w), rng.randint(0, imgsz - h)
+                draw.rectangle([x0, y0, x0 + w - 1, y0 + h - 1], fill=COLOURS[c % len(COLOURS)])
+                lines.append(f"{c} {(x0 + w / 2) / imgsz:.6f} {(y0 + h / 2) / imgsz:.6f} {w / imgsz:.6f} {h / imgsz:.6f}")
+            im.save(root / "images" / split / f"{i:03d}.png")
+            (root / "labels" / split / f"{i:03d}.txt").write_text("\n".join(lines) + "\n")
+    data = {"path": str(root.resolve()), "train": "images/train", "val": "images/val",
+            "names": {k: f"c{k}" for k in range(nc)}}  # fmt: skip
+    (root / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    return str(root / "data.yaml")
+
+
+def tiny_spec(dataset: str, project: str | Path, **changes) -> dict:
+    """A 2-arm, 1-seed, 1-epoch sweep at imgsz 64 on the CPU (``changes`` replace keys)."""
+    spec = {
+        "name": "tiny",
+        "project": str(project),
+        "model": "yolov8.yaml",
+        "scale": "n",
+        "arms": [
+            {"name": "sppf", "block": "SPPF", "args": [5], "baseline": True},
+            {"name": "spp", "block": "SPP", "args": [[5, 9, 13]]},
+        ],
+        "data": dataset,
+        "epochs": 1,
+        "imgsz": 64,
+        "batch": 4,
+        "seeds": [0],
+        "device": "cpu",
+        "workers": 0,
+        "speed": {"warmup": 1, "repeats": 100, "throughput_batch": 2, "throughput_repeats": 2},
+    }
+    spec.update(changes)
+    return spec
+
+
+def write_spec(path: str | Path, spec: dict) -> str:
+    Path(path).write_text(yaml.safe_dump(spec, sort_keys=False))
+    return str(path)
+
+
+class FakeTraining:
+    """Stand-in for ``runner.execute_run``: deterministic metrics per (arm, seed), failures on demand, a call log."""
+
+    def __init__(self, fail_arms: tuple[str, ...] = (), offset: float = 0.0):
+        self.fail_arms = set(fail_arms)
+        self.offset = offset
+        self.calls: list[tuple[str, int]] = []
+
+    def __call__(self, plan, spec, data):
+        self.calls.append((plan.arm.name, plan.seed))
+        if plan.arm.name in self.fail_arms:
+            raise RuntimeError(f"CUDA out of memory (simulated) in arm {plan.arm.name}")
+        k = sum(map(ord, plan.arm.name)) % 7
+        return {
+            "map50": 0.6 + 0.01 * k + 0.002 * plan.seed + self.offset,
+            "map50_95": 0.4 + 0.01 * k + 0.003 * plan.seed + self.offset,
+            "precision": 0.7,
+            "recall": 0.5,
+            "params": 1000 + k,
+            "gflops": 1.0 + k / 10,
+            "latency_ms": 5.0 + k / 10 + 0.01 * plan.seed,
+            "latency_p90_ms": 6.0 + k / 10,
+            "latency_std_ms": 0.1,
+            "throughput_ips": 200.0 - k,
+            "speed_device": "cpu",
+            "speed_device_name": "test cpu",
+            "speed_dtype": "fp32",
+            "speed_repeats": spec.speed.repeats,
+            "speed_warmup": spec.speed.warmup,
+            "throughput_batch": spec.speed.throughput_batch,
+            "throughput_repeats": spec.speed.throughput_repeats,
+            "speed_threads": 1,
+            "train_s": 1.0,
+            "val_s": 0.1,
+            "epochs_run": spec.epochs,
+            "weights": "",
+        }
+
+
+def _kill_at_run(n: int, spec: str) -> int:
+    from unittest import mock
+
+    from yolo_necks.ablation import runner
+
+    started = []
+
+    def on_run_start(plan):
+        started.append(plan)
+        if len(started) == n:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    with mock.patch.object(runner, "execute_run", FakeTraining()):
+        runner.run_sweep(spec, callbacks={"on_run_start": on_run_start})
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "kill-at-run":
+        sys.exit(_kill_at_run(int(sys.argv[2]), sys.argv[3]))
+    sys.exit(f"usage: {sys.argv[0]} kill-at-run N SPEC")
