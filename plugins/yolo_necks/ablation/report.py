@@ -73,8 +73,11 @@ def _signed(metric: str, v: float) -> str:
     return ("+" if v >= 0 else "−") + text
 
 
-def fmt_delta(metric: str, row, ci: bool = True) -> str:
-    """``+0.012 [−0.004, +0.028]`` (paired 95% CI), ``+0.012 (n=1, CI n/a)``, or ``—`` for the baseline."""
+def fmt_delta(metric: str, row, ci: bool | None = None) -> str:
+    """``+0.012 [−0.004, +0.028]`` (paired 95% CI), ``+0.012 [CI n/a, n=1]``, or ``—`` for the baseline. Params and
+    GFLOPs do not vary over seeds: no interval by default."""
+    if ci is None:
+        ci = metric not in ("params", "gflops")
     if bool(row.get("baseline")) and str(row.get("baseline")).lower() not in ("false", "0"):
         return "—"
     d, n = _num(row.get(f"{metric}_delta")), int(_num(row.get(f"{metric}_delta_n")) or 0)
@@ -84,7 +87,7 @@ def fmt_delta(metric: str, row, ci: bool = True) -> str:
     if metric == "latency_ms":
         base = _num(row.get(f"{metric}_mean")) - d
         if base > 0:
-            text += f" ({100 * d / base:+.1f}%)"
+            text += f" ({100 * d / base:+.1f}%)".replace("-", "−")
     if not ci:
         return text
     lo, hi = _num(row.get(f"{metric}_delta_lo")), _num(row.get(f"{metric}_delta_hi"))

@@ -239,7 +239,7 @@ def environment(spec: Spec) -> dict[str, str]:
     from .speed import device_name, torch_device
 
     try:
-        dev_name = device_name(torch_device(spec.device))
+        dev_name = device_name(torch_device(spec.device), threads=False)  # training sets its own threads
     except Exception:  # pragma: no cover - an unusual device string; training will report it
         dev_name = spec.device
     return {

@@ -34,8 +34,8 @@ def torch_device(device: str) -> torch.device:
     return torch.device(first)
 
 
-def device_name(device: torch.device) -> str:
-    """Human-readable name of a device (GPU model or CPU model and thread count)."""
+def device_name(device: torch.device, threads: bool = True) -> str:
+    """Human-readable name of a device: the GPU model, or the CPU model (with torch's current thread count)."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     if device.type == "cpu":
@@ -45,6 +45,8 @@ def device_name(device: torch.device) -> str:
             cpu = get_cpu_info()
         except Exception:  # pragma: no cover - depends on the platform
             cpu = platform.processor() or platform.machine()
+        if not threads:
+            return cpu
         n = torch.get_num_threads()
         return f"{cpu} ({n} thread{'s' if n != 1 else ''})"
     return device.type
