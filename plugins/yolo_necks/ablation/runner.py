@@ -301,8 +301,9 @@ def execute_run(plan: RunPlan, spec: Spec, data: str) -> dict[str, Any]:
     """Train, validate, count and time one run; return its metric columns. Raises on any failure."""
     import torch
     from ultralytics import YOLO
-    from ultralytics.utils.torch_utils import get_flops, get_num_params
+    from ultralytics.utils.torch_utils import get_num_params
 
+    from ..flops import model_gflops
     from .speed import measure_speed
 
     t0 = time.perf_counter()
@@ -330,7 +331,8 @@ def execute_run(plan: RunPlan, spec: Spec, data: str) -> dict[str, Any]:
         raise RuntimeError(f"validation returned NaN metrics {acc}")
 
     net = YOLO(str(best), task="detect").model  # unfused, as trained
-    stats = {"params": int(get_num_params(net)), "gflops": float(get_flops(net, spec.imgsz))}
+    # operator-level FLOPs: thop (ultralytics' counter) misses convs a block calls functionally
+    stats = {"params": int(get_num_params(net)), "gflops": model_gflops(net, spec.imgsz)}
     speed = measure_speed(net, spec.imgsz, spec.speed, spec.device)
     del net
     if torch.cuda.is_available():
