@@ -1,0 +1,329 @@
+"""Fast exact equivalents of ultralytics blocks, and :func:`accelerate` to swap them into a model in place.
+
+FastSPPF and FastSPP compute the same numbers as the ultralytics modules they replace (``torch.equal`` on the
+outputs, and on the gradients in training): the speed comes from doing the same max operations in a cheaper order,
+never from approximating. :func:`accelerate` swaps only those by default; ``exact=False`` adds :class:`FastDFL`,
+which is within a stated tolerance (see its docstring).
+
+Max pooling
+    A ``k x k`` stride-1 max pool with ``k // 2`` padding (padding acts as ``-inf``) is separable: a ``1 x k`` pool then
+    a ``k x 1`` pool give the same values, because max is order-independent. Stride-1 "same" pools also cascade: a pool
+    of size ``a`` then one of size ``b`` equals one pool of size ``a + b - 1`` (so SPPF == SPP(5, 9, 13)).
+    On CPU, PyTorch's contiguous (NCHW) max-pool kernel is slow (~1 ms for a 5x5 pool of 128x20x20 on two cores),
+    while a sliding maximum built from ``torch.maximum`` of shifted slices of a ``-inf``-padded tensor costs
+    ``O(log k)`` vectorised passes per axis and is 10-20x faster. For channels_last tensors PyTorch's pool kernel
+    is vectorised over channels; the separable ``F.max_pool2d`` pair is then the fastest on small maps (below
+    ``_CL_SHIFT_MIN_AREA`` pixels), the shifted maxima on larger ones. On CUDA, and while tracing
+    (ONNX/TorchScript export), the separable ``F.max_pool2d`` pair is used: two small kernels, two ``MaxPool`` nodes.
+    Whenever autograd is recording, the stock pooling is used so that gradients (which pick one argmax among ties)
+    are identical to ultralytics' too.
+
+    The only bit-level freedom left is the sign of zero: ``max(-0.0, +0.0)`` may return either zero, and ``-0.0 ==
+    +0.0``, so ``torch.equal`` and every downstream value are unaffected.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = [
+    "FAST_MODULES",
+    "FastDFL",
+    "FastSPP",
+    "FastSPPF",
+    "accelerate",
+    "cascade_max_pool",
+    "max_pool_same",
+    "sliding_max",
+]
+
+_NEG_INF = float("-inf")
+# channels_last maps at least this large (H * W) pool faster with shifted maxima than with PyTorch's pool kernel
+_CL_SHIFT_MIN_AREA = 1600
+
+
+def _tracing() -> bool:
+    """True while torch.jit.trace / torch.onnx.export / torch.compile record the graph."""
+    if torch.jit.is_scripting() or torch.jit.is_tracing():
+        return True
+    try:
+        if torch.onnx.is_in_onnx_export():
+            return True
+    except Exception:  # pragma: no cover - very old torch
+        pass
+    compiler = getattr(torch, "compiler", None)
+    return bool(compiler is not None and hasattr(compiler, "is_compiling") and compiler.is_compiling())
+
+
+def sliding_max(x: torch.Tensor, k: int, dim: int) -> torch.Tensor:
+    """Sliding-window maximum of width ``k`` along ``dim``, without padding (output length ``L - k + 1``).
+
+    Built by doubling: windows of width 1, 2, 4, ... are combined with ``torch.maximum`` of two shifted slices, and
+    the last step overlaps two power-of-two windows to cover exactly ``k``. That is ``ceil(log2 k)`` elementwise
+    passes instead of ``k - 1``.
+    """
+    if k < 1:
+        raise ValueError(f"sliding_max: window must be >= 1, got {k}")
+    if k == 1:
+        return x
+    length = x.shape[dim]
+    if length < k:
+        raise ValueError(f"sliding_max: window {k} is longer than the axis ({length})")
+    width, cur = 1, x
+    while 2 * width <= k:
+        n = cur.shape[dim] - width
+        cur = torch.maximum(cur.narrow(dim, 0, n), cur.narrow(dim, width, n))
+        width *= 2
+    if width == k:
+        return cur
+    n = length - k + 1
+    return torch.maximum(cur.narrow(dim, 0, n), cur.narrow(dim, k - width, n))
+
+
+def _shifted_max_pool(x: torch.Tensor, k: int) -> torch.Tensor:
+    """k x k stride-1 same-padded max pool as two 1-D sliding maxima over -inf padded copies."""
+    p = k // 2
+    x = sliding_max(F.pad(x, (p, p, 0, 0), value=_NEG_INF), k, x.dim() - 1)
+    return sliding_max(F.pad(x, (0, 0, p, p), value=_NEG_INF), k, x.dim() - 2)
+
+
+def _separable_max_pool(x: torch.Tensor, k: int) -> torch.Tensor:
+    """k x k stride-1 same-padded max pool as a 1 x k pool followed by a k x 1 pool."""
+    p = k // 2
+    return F.max_pool2d(F.max_pool2d(x, (1, k), 1, (0, p)), (k, 1), 1, (p, 0))
+
+
+def max_pool_same(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Exact, faster ``F.max_pool2d(x, k, stride=1, padding=k // 2)`` for a 4-D (or 3-D) tensor.
+
+    Odd ``k`` only goes the fast way (an even ``k`` with ``k // 2`` padding changes the map size; it is passed to
+    ``F.max_pool2d`` unchanged). The formulation is picked per call from device, memory layout and map size, by
+    measurement (see the module docstring); all of them give the same values.
+    """
+    k = int(k)
+    if k == 1:
+        return x
+    if k % 2 == 0 or x.dim() not in (3, 4) or (torch.is_grad_enabled() and x.requires_grad):
+        return F.max_pool2d(x, k, 1, k // 2)
+    if x.device.type != "cpu" or _tracing() or not x.dtype.is_floating_point:
+        return _separable_max_pool(x, k)
+    if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        if x.shape[-1] * x.shape[-2] < _CL_SHIFT_MIN_AREA:
+            return _separable_max_pool(x, k)
+    return _shifted_max_pool(x, k)
+
+
+def cascade_max_pool(x: torch.Tensor, kernels) -> list[torch.Tensor]:
+    """``[F.max_pool2d(x, k, 1, k // 2) for k in kernels]``, exactly, computed as a cascade of small pools.
+
+    Odd kernels are sorted and each one is obtained from the previous result with a pool of size
+    ``k_next - k_prev + 1`` (stride-1 same pools compose: sizes ``a`` then ``b`` give ``a + b - 1``). Results come
+    back in the order of ``kernels``. Even kernels are pooled directly. Under autograd the direct stock pools are
+    used, so gradients match too.
+    """
+    kernels = [int(k) for k in kernels]
+    if torch.is_grad_enabled() and x.requires_grad:
+        return [F.max_pool2d(x, k, 1, k // 2) for k in kernels]
+    out: dict[int, torch.Tensor] = {}
+    prev_k, prev = 1, x
+    for k in sorted({k for k in kernels if k % 2 == 1}):
+        prev = max_pool_same(prev, k - prev_k + 1)
+        prev_k = k
+        out[k] = prev
+    return [out[k] if k in out else F.max_pool2d(x, k, 1, k // 2) for k in kernels]
+
+
+def _copy_parser_attrs(src: nn.Module, dst: nn.Module) -> nn.Module:
+    """Copy the routing attributes ultralytics' parse_model attaches (i, f, type, np) and training mode."""
+    for name in ("i", "f", "type", "np"):
+        if hasattr(src, name):
+            setattr(dst, name, getattr(src, name))
+    dst.train(src.training)
+    return dst
+
+
+class FastSPPF(nn.Module):
+    """Drop-in, bit-identical equivalent of ultralytics' ``SPPF(c1, c2, k=5, n=3, shortcut=False)``.
+
+    Builds its own ``cv1``/``cv2`` like SPPF when constructed directly; :meth:`from_module` instead reuses an existing
+    SPPF's submodules, so weights, activations (including the ``cv1.act`` the parser may set for legacy YAML rows)
+    and Conv/BN fusion carry over unchanged.
+    """
+
+    def __init__(self, c1: int, c2: int, k: int = 5, n: int = 3, shortcut: bool = False):
+        super().__init__()
+        from ultralytics.nn.modules.conv import Conv
+
+        c_ = c1 // 2
+        self.cv1 = Conv(c1, c_, 1, 1, act=False)
+        self.cv2 = Conv(c_ * (n + 1), c2, 1, 1)
+        self.k = int(k)
+        self.n = int(n)
+        self.add = bool(shortcut and c1 == c2)
+
+    @classmethod
+    def from_module(cls, m: nn.Module) -> FastSPPF:
+        """Wrap an ultralytics ``SPPF``: share its submodules (weights included) and its parser attributes."""
+        pool = m.m
+        k = pool.kernel_size if isinstance(pool.kernel_size, int) else pool.kernel_size[0]
+        self = cls.__new__(cls)
+        nn.Module.__init__(self)
+        self.cv1, self.cv2 = m.cv1, m.cv2
+        self.k = int(k)
+        self.n = int(getattr(m, "n", 3))
+        self.add = bool(getattr(m, "add", False))
+        if not _is_same_pool(pool, self.k):  # unusual stride/padding/dilation: keep the module as is
+            self.m = pool
+        return _copy_parser_attrs(m, self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.cv1(x)
+        pool = self._modules.get("m")
+        if pool is not None:  # a pool that is not a stride-1 "same" pool: as ultralytics does
+            feats = [y]
+            feats.extend(pool(feats[-1]) for _ in range(self.n))
+        elif torch.is_grad_enabled() and y.requires_grad:  # ultralytics' cascade, so gradients match bit for bit
+            feats = [y]
+            feats.extend(F.max_pool2d(feats[-1], self.k, 1, self.k // 2) for _ in range(self.n))
+        else:  # pools of sizes k, 2k-1, 3k-2, ... of y, each from the previous one
+            feats = [y, *cascade_max_pool(y, [self.k * i - (i - 1) for i in range(1, self.n + 1)])]
+        out = self.cv2(torch.cat(feats, 1))
+        return out + x if self.add else out
+
+
+class FastSPP(nn.Module):
+    """Drop-in, bit-identical equivalent of ultralytics' ``SPP(c1, c2, k=(5, 9, 13))``, pooling as a cascade."""
+
+    def __init__(self, c1: int, c2: int, k: tuple[int, ...] = (5, 9, 13)):
+        super().__init__()
+        from ultralytics.nn.modules.conv import Conv
+
+        c_ = c1 // 2
+        self.cv1 = Conv(c1, c_, 1, 1)
+        self.cv2 = Conv(c_ * (len(k) + 1), c2, 1, 1)
+        self.k = tuple(int(v) for v in k)
+
+    @classmethod
+    def from_module(cls, m: nn.Module) -> FastSPP:
+        """Wrap an ultralytics ``SPP``: share its submodules (weights included) and its parser attributes."""
+        ks = []
+        for pool in m.m:
+            k = pool.kernel_size if isinstance(pool.kernel_size, int) else pool.kernel_size[0]
+            ks.append(int(k))
+        self = cls.__new__(cls)
+        nn.Module.__init__(self)
+        self.cv1, self.cv2 = m.cv1, m.cv2
+        self.k = tuple(ks)
+        if not all(_is_same_pool(p, k) for p, k in zip(m.m, ks)):
+            self.m = m.m
+        return _copy_parser_attrs(m, self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.cv1(x)
+        pools = self._modules.get("m")
+        feats = [p(x) for p in pools] if pools is not None else cascade_max_pool(x, self.k)
+        return self.cv2(torch.cat([x, *feats], 1))
+
+
+def _is_same_pool(pool: nn.Module, k: int) -> bool:
+    """True if ``pool`` is a plain stride-1, k//2-padded, undilated square MaxPool2d of odd size k."""
+
+    def _pair(v):
+        return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+
+    return (
+        type(pool) is nn.MaxPool2d
+        and k % 2 == 1
+        and _pair(pool.kernel_size) == (k, k)
+        and _pair(pool.stride) == (1, 1)
+        and _pair(pool.padding) == (k // 2, k // 2)
+        and _pair(pool.dilation) == (1, 1)
+        and not pool.ceil_mode
+        and not pool.return_indices
+    )
+
+
+class FastDFL(nn.Module):
+    """Distribution Focal Loss decoding as one small matmul; **not** bit-exact (opt-in, ``accelerate(exact=False)``).
+
+    Same softmax values as ultralytics' ``DFL`` (the softmax runs over the same axis with the same kernel); the
+    expectation ``sum_i i * p_i`` is then a ``(1 x c1) @ (c1 x anchors)`` matmul instead of a 1x1 convolution with
+    one output channel, which oneDNN pads to a full channel block. The sums differ from the convolution's only in
+    rounding order: observed ``<= 1e-5`` absolute on distances in ``[0, c1)`` grid cells (ultralytics' own result
+    differs by ~3e-5 between 1 and 2 CPU threads, which switch the convolution backend).
+    """
+
+    def __init__(self, c1: int = 16):
+        super().__init__()
+        from ultralytics.nn.modules.block import DFL
+
+        ref = DFL(c1)
+        self.conv, self.c1 = ref.conv, ref.c1
+
+    @classmethod
+    def from_module(cls, m: nn.Module) -> FastDFL:
+        """Wrap an ultralytics ``DFL``, sharing its (fixed) integral convolution."""
+        self = cls.__new__(cls)
+        nn.Module.__init__(self)
+        self.conv, self.c1 = m.conv, int(m.c1)
+        return _copy_parser_attrs(m, self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, a = x.shape
+        p = x.view(b, 4, self.c1, a).softmax(2)
+        w = self.conv.weight.view(1, 1, 1, self.c1).to(p.dtype)
+        return torch.matmul(w, p).view(b, 4, a)
+
+
+FAST_MODULES: tuple[type[nn.Module], ...] = (FastSPPF, FastSPP, FastDFL)
+
+
+def _swaps(exact: bool) -> dict[type, type]:
+    """ultralytics class -> fast class; exact ones always, toleranced ones only when ``exact`` is False."""
+    from ultralytics.nn.modules.block import DFL, SPP, SPPF
+
+    table: dict[type, type] = {SPPF: FastSPPF, SPP: FastSPP}
+    if not exact:
+        table[DFL] = FastDFL
+    return table
+
+
+def accelerate(model, verbose: bool = True, exact: bool = True):
+    """Swap ultralytics blocks for their fast equivalents in place; return ``model``.
+
+    Args:
+        model: an ``ultralytics.YOLO`` object or any ``nn.Module`` (e.g. ``YOLO(...).model``, or a model trained
+            with stock ultralytics). Weights are shared with the swapped-out modules, so nothing is copied.
+        verbose: log what was swapped through ultralytics' LOGGER.
+        exact: True (default) swaps only bit-identical equivalents (``SPPF`` -> :class:`FastSPPF`, ``SPP`` ->
+            :class:`FastSPP`). False also swaps toleranced ones (``DFL`` -> :class:`FastDFL`, see its docstring).
+
+    Idempotent: already-fast modules are left alone. Only exact instances of the ultralytics classes are swapped
+    (subclasses may override ``forward``). Works before or after ``fuse()``; the fast modules keep the original
+    ``Conv`` submodules, so ``fuse()``, saving, loading and export behave as before.
+    """
+    from ultralytics.utils import LOGGER
+
+    root = getattr(model, "model", None) if not isinstance(model, nn.Module) else model
+    if not isinstance(root, nn.Module):
+        raise TypeError(f"accelerate: expected an ultralytics YOLO object or an nn.Module, got {type(model).__name__}")
+    table = _swaps(exact)
+    counts: dict[str, int] = {}
+    if type(root) in table:  # a bare block: it has no parent to be swapped in, so the fast module is returned
+        return table[type(root)].from_module(root)
+    for parent in list(root.modules()):
+        for name, child in list(parent._modules.items()):
+            cls = table.get(type(child)) if child is not None else None
+            if cls is None:
+                continue
+            parent._modules[name] = cls.from_module(child)
+            key = f"{type(child).__name__}->{cls.__name__}"
+            counts[key] = counts.get(key, 0) + 1
+    if verbose:
+        if counts:
+            LOGGER.info("yolo-necks accelerate: swapped " + ", ".join(f"{n}x {k}" for k, n in counts.items()))
+        else:
+            LOGGER.info("yolo-necks accelerate: nothing to swap (already accelerated, or no SPP/SPPF blocks)")
+    return model
