@@ -15,7 +15,7 @@ YAMLs), :mod:`.runner` (planning, resuming, training, ``results.csv``), :mod:`.s
 
 from __future__ import annotations
 
-import importlib
+from yolo_necks._lazy import lazy_attributes
 
 _LAZY = {
     "run_sweep": "yolo_necks.ablation.runner",
@@ -36,13 +36,4 @@ _LAZY = {
 __all__ = list(_LAZY)
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'yolo_necks.ablation' has no attribute '{name}'")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
