@@ -87,7 +87,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=None, help="untimed calls per module first (default 5, quick 2)")
     p.add_argument("--budget", type=float, default=20.0, help="cap on the seconds of timed rounds per case; fewer "
                    "rounds (at least 3) are run when it would take longer (0: no cap; default 20)")
-    p.add_argument("--blocks", default=None, help="comma-separated registered block names to time (default: all)")
+    p.add_argument("--blocks", default=None, help="comma-separated registered block names to time (default: all; "
+                   "SPP, SPPF, FastSPP and FastSPPF are always timed)")
     p.add_argument("--shapes", default=None, help="comma-separated CxHxW or CxS (square) feature maps "
                    "(default 256x20,256x40,512x20,512x40)")
     p.add_argument("--batch", default=None, help="comma-separated batch sizes (default 1,16; quick 1)")
