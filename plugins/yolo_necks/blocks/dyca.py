@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from ultralytics.nn.modules import Conv
 
 from ._checks import check_choice, check_int
@@ -62,12 +63,21 @@ class DyCAConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[2:]
-        x_h = x.mean(3, keepdim=True)  # (n, c, h, 1)
-        x_w = x.mean(2, keepdim=True)  # (n, c, 1, w)
+        # Directional pools. Same values either way; which kernel is fast depends on the memory layout: in
+        # channels_last, reductions over H or W are 10-40x slower than adaptive pooling, in NCHW the reverse.
+        channels_last = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+        if channels_last:
+            x_h, x_w = F.adaptive_avg_pool2d(x, (h, 1)), F.adaptive_avg_pool2d(x, (1, w))
+        else:
+            x_h, x_w = x.mean(3, keepdim=True), x.mean(2, keepdim=True)  # (n, c, h, 1), (n, c, 1, w)
         weights = self.mix(x_h.mean((2, 3))).softmax(1)  # global average derived from x_h: (n, 2)
         if self.use_max:
-            x_h = x_h + x.amax(3, keepdim=True)
-            x_w = x_w + x.amax(2, keepdim=True)
+            if channels_last:
+                x_h = x_h + F.adaptive_max_pool2d(x, (h, 1))
+                x_w = x_w + F.adaptive_max_pool2d(x, (1, w))
+            else:
+                x_h = x_h + x.amax(3, keepdim=True)
+                x_w = x_w + x.amax(2, keepdim=True)
         y = self.cv1(torch.cat((x_h, x_w.transpose(2, 3)), dim=2))  # (n, mip, h + w, 1)
         y_h, y_w = torch.split(y, (h, w), dim=2)
         # fold the two mixing weights into the small maps, so only the sum and the product touch full size
