@@ -118,7 +118,7 @@ def render_markdown(results: pd.DataFrame, summary: pd.DataFrame) -> str:
     title = f"# Neck ablation `{sweep}`" + (f" (reduced: {reduced})" if reduced else "")
     lines = [title, ""]
     if reduced:
-        lines += [f"> **Reduced sweep ({reduced})**: smaller images, fewer images and epochs than the full sweep so "
+        lines += [f"> **Reduced sweep ({reduced})**: smaller images, fewer images and epochs (and easier dataset parameters) than the full sweep so "
                   "that it finishes on this machine. Params, GFLOPs and latency are exact for this setting; mAP after "
                   "so short a schedule from scratch is a rough early-training signal, not a final result.", ""]  # fmt: skip
     base = summary[summary["baseline"]]["arm"].tolist() if len(summary) else []

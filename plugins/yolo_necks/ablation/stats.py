@@ -207,7 +207,7 @@ def summarize(results: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
             vals = arm_ok[col].dropna()
             row[f"{col}_mean"] = float(vals.mean()) if len(vals) else float("nan")
             row[f"{col}_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else float("nan")
-            if base_arm is None:
+            if base_arm is None or arm == base_arm:  # no baseline, or the baseline itself: no delta
                 delta = PairedDelta(*(float("nan"),) * 3, 0, float("nan"), float("nan"))
             else:
                 delta = paired_delta(dict(zip(arm_ok["seed"], arm_ok[col])), dict(zip(base_ok["seed"], base_ok[col])),
