@@ -15,6 +15,17 @@ YAML_DIR = ROOT / "model_yamls"
 os.environ.setdefault("YOLO_OFFLINE", "1")  # ultralytics: skip online checks and downloads at once
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Run a module's tests with one torch thread (restored after): for files of many tiny tensors."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tmp_session(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("session")

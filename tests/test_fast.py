@@ -49,17 +49,11 @@ ONNX = {"atol": 1e-3, "rtol": 1e-4}
 _DEFAULT_THREADS = torch.get_num_threads()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Most tensors here are tiny: intra-op threads only add synchronisation cost (large on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: intra-op threads only add sync cost
 
 
 @pytest.fixture
-def all_threads(_one_thread):
+def all_threads(one_thread):
     """Run one test with torch's default thread count (multi-threaded CPU convs take another oneDNN path)."""
     torch.set_num_threads(_DEFAULT_THREADS)
     yield _DEFAULT_THREADS
