@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from ultralytics.nn.modules import Conv
 
 from ._checks import check_choice, check_int, check_levels
-from .pooling import POOLS, is_nested, pyramid_pool
+from .pooling import POOLS, is_exporting, is_nested, pyramid_pool
 
 
 class PyramidPool(nn.Module):
@@ -35,6 +35,10 @@ class PyramidPool(nn.Module):
     so the concatenation is never built; BatchNorm (or, after ``model.fuse()``, the folded bias) and the activation
     of ``cv2`` follow the sum. When pooling is hierarchical, all level contributions are summed on the finest grid
     and added to the full map with one broadcast.
+
+    Exports (TorchScript and ONNX, both traced) work with dynamic input sizes: while tracing, the hierarchical
+    shortcut is skipped and pooling uses bin masks computed from the traced size (see :mod:`.pooling`), so an
+    exported model gives the same values as this module at sizes other than the export size.
 
     Args:
         c1 (int): input channels, >= 2.
@@ -65,7 +69,8 @@ class PyramidPool(nn.Module):
         c_, fuse = self.c_, self.cv2
         weight = fuse.conv.weight  # (c2, c_ * (1 + len(levels)), 1, 1): block k + 1 belongs to levels[k]
         z = F.conv2d(r, weight[:, :c_], fuse.conv.bias)  # bias only after model.fuse() folded the BatchNorm
-        nested = is_nested(h, w, self.levels)
+        # size-dependent shortcut: a trace (TorchScript, ONNX) would freeze it, so exports take the general path
+        nested = not is_exporting() and is_nested(h, w, self.levels)
         parts = []
         for k, (p, conv) in enumerate(zip(pyramid_pool(r, self.levels, self.pool, nested), self.level_convs)):
             p = self.level_act(conv(p))
