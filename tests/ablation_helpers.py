@@ -49,7 +49,8 @@ def make_tiny_dataset(root: str | Path, n_train: int = 8, n_val: int = 4, imgsz:
 
 
 def tiny_spec(dataset: str, project: str | Path, **changes) -> dict:
-    """A 2-arm, 1-seed, 1-epoch sweep at imgsz 64 on the CPU (``changes`` replace keys)."""
+    """A 2-arm, 1-seed, 1-epoch sweep at imgsz 64 on the CPU, one run at a time in the test process (so that
+    ``run.execute_run`` can be patched; ``changes`` replace keys)."""
     spec = {
         "name": "tiny",
         "project": str(project),
@@ -66,6 +67,7 @@ def tiny_spec(dataset: str, project: str | Path, **changes) -> dict:
         "seeds": [0],
         "device": "cpu",
         "workers": 0,
+        "parallel": 1,
         "speed": {"warmup": 1, "repeats": 100, "throughput_batch": 2, "throughput_repeats": 2},
     }
     spec.update(changes)
@@ -77,8 +79,50 @@ def write_spec(path: str | Path, spec: dict) -> str:
     return str(path)
 
 
+def fake_metrics(plan, spec, offset: float = 0.0) -> dict:
+    """Deterministic metric columns of a run, per (arm, seed)."""
+    k = sum(map(ord, plan.arm.name)) % 7
+    return {
+        "map50": 0.6 + 0.01 * k + 0.002 * plan.seed + offset,
+        "map50_95": 0.4 + 0.01 * k + 0.003 * plan.seed + offset,
+        "precision": 0.7,
+        "recall": 0.5,
+        "params": 1000 + k,
+        "gflops": 1.0 + k / 10,
+        "latency_ms": 5.0 + k / 10 + 0.01 * plan.seed,
+        "latency_p90_ms": 6.0 + k / 10,
+        "latency_std_ms": 0.1,
+        "throughput_ips": 200.0 - k,
+        "speed_device": "cpu",
+        "speed_device_name": "test cpu",
+        "speed_dtype": "fp32",
+        "speed_repeats": spec.speed.repeats,
+        "speed_warmup": spec.speed.warmup,
+        "throughput_batch": spec.speed.throughput_batch,
+        "throughput_repeats": spec.speed.throughput_repeats,
+        "speed_threads": 1,
+        "train_s": 1.0,
+        "val_s": 0.1,
+        "epochs_run": spec.epochs,
+        "weights": "",
+    }
+
+
+FAIL_ARMS_ENV = "YOLO_NECKS_TEST_FAIL_ARMS"
+
+
+def fake_execute(plan, spec, data):
+    """A picklable stand-in for ``run.execute_run`` (worker processes and Ray tasks import it from this module):
+    the arms named in env ``YOLO_NECKS_TEST_FAIL_ARMS`` (comma-separated) fail. It reports the process it ran in."""
+    if plan.arm.name in os.environ.get(FAIL_ARMS_ENV, "").split(","):
+        raise RuntimeError(f"CUDA out of memory (simulated) in arm {plan.arm.name}")
+    row = fake_metrics(plan, spec)
+    row["weights"] = f"pid {os.getpid()}"
+    return row
+
+
 class FakeTraining:
-    """Stand-in for ``runner.execute_run``: deterministic metrics per (arm, seed), failures on demand, a call log."""
+    """Stand-in for ``run.execute_run``: deterministic metrics per (arm, seed), failures on demand, a call log."""
 
     def __init__(self, fail_arms: tuple[str, ...] = (), offset: float = 0.0):
         self.fail_arms = set(fail_arms)
@@ -89,37 +133,13 @@ class FakeTraining:
         self.calls.append((plan.arm.name, plan.seed))
         if plan.arm.name in self.fail_arms:
             raise RuntimeError(f"CUDA out of memory (simulated) in arm {plan.arm.name}")
-        k = sum(map(ord, plan.arm.name)) % 7
-        return {
-            "map50": 0.6 + 0.01 * k + 0.002 * plan.seed + self.offset,
-            "map50_95": 0.4 + 0.01 * k + 0.003 * plan.seed + self.offset,
-            "precision": 0.7,
-            "recall": 0.5,
-            "params": 1000 + k,
-            "gflops": 1.0 + k / 10,
-            "latency_ms": 5.0 + k / 10 + 0.01 * plan.seed,
-            "latency_p90_ms": 6.0 + k / 10,
-            "latency_std_ms": 0.1,
-            "throughput_ips": 200.0 - k,
-            "speed_device": "cpu",
-            "speed_device_name": "test cpu",
-            "speed_dtype": "fp32",
-            "speed_repeats": spec.speed.repeats,
-            "speed_warmup": spec.speed.warmup,
-            "throughput_batch": spec.speed.throughput_batch,
-            "throughput_repeats": spec.speed.throughput_repeats,
-            "speed_threads": 1,
-            "train_s": 1.0,
-            "val_s": 0.1,
-            "epochs_run": spec.epochs,
-            "weights": "",
-        }
+        return fake_metrics(plan, spec, self.offset)
 
 
 def _kill_at_run(n: int, spec: str) -> int:
     from unittest import mock
 
-    from yolo_necks.ablation import runner
+    from yolo_necks.ablation import run, runner
 
     started = []
 
@@ -128,7 +148,7 @@ def _kill_at_run(n: int, spec: str) -> int:
         if len(started) == n:
             os.kill(os.getpid(), signal.SIGKILL)
 
-    with mock.patch.object(runner, "execute_run", FakeTraining()):
+    with mock.patch.object(run, "execute_run", FakeTraining()):
         runner.run_sweep(spec, callbacks={"on_run_start": on_run_start})
     return 0
 

@@ -22,6 +22,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ablation_helpers import FakeTraining, make_tiny_dataset, tiny_spec, write_spec  # noqa: E402
 
+from yolo_necks.ablation import run as run_module  # noqa: E402
 from yolo_necks.ablation import runner  # noqa: E402
 from yolo_necks.ablation.cli import ablate_help  # noqa: E402
 from yolo_necks.ablation.report import compare, write_report  # noqa: E402
@@ -150,7 +151,7 @@ def test_overrides_are_literals_or_strings_never_code(spec_file):
 def test_bad_specs_fail_before_training(spec_file, capsys, changes, overrides, expected):
     path = spec_file(**changes)
     fake = FakeTraining()
-    with mock.patch.object(runner, "execute_run", fake):
+    with mock.patch.object(run_module, "execute_run", fake):
         with pytest.raises(NeckConfigError) as err:
             runner.run_sweep(path, **overrides)
         msg = str(err.value)
@@ -235,7 +236,7 @@ def test_tiny_sweep_end_to_end_through_the_cli(spec_file):
 
     # the same command again: everything is done, nothing trains
     fake = FakeTraining()
-    with mock.patch.object(runner, "execute_run", fake):
+    with mock.patch.object(run_module, "execute_run", fake):
         df = runner.run_sweep(path)
     assert fake.calls == [] and df.attrs["ran"] == 0 and len(read_rows(sweep / "results.csv")) == 2
     assert list(df["map50_95"]) == [float(r["map50_95"]) for r in rows]
@@ -245,8 +246,8 @@ def test_default_sweep_on_a_cpu_is_reduced_and_labelled(tmp_path, monkeypatch, c
     pytest.importorskip("yolo_necks.datasets")
     monkeypatch.setenv("YOLO_NECKS_DATA_DIR", str(tmp_path / "data"))
     fake = FakeTraining()
-    with mock.patch.object(runner, "execute_run", fake):
-        assert cli_main(["ablate", f"project={tmp_path / 'runs'}", "device=cpu"]) == 0
+    with mock.patch.object(run_module, "execute_run", fake):
+        assert cli_main(["ablate", f"project={tmp_path / 'runs'}", "device=cpu", "parallel=1"]) == 0
     out = capsys.readouterr().out
     assert len(fake.calls) == 18 and {s for _, s in fake.calls} == {0, 1, 2}
     sweep = tmp_path / "runs" / "default-cpu"
@@ -262,7 +263,7 @@ def test_default_sweep_on_a_cpu_is_reduced_and_labelled(tmp_path, monkeypatch, c
 def test_resume_skips_done_runs_and_a_changed_config_reruns(spec_file):
     path = spec_file(seeds=[0, 1])
     fake = FakeTraining()
-    with mock.patch.object(runner, "execute_run", fake):
+    with mock.patch.object(run_module, "execute_run", fake):
         df = runner.run_sweep(path)
         assert fake.calls == [("sppf", 0), ("spp", 0), ("sppf", 1), ("spp", 1)]  # seed-major
         assert list(df["status"]) == ["ok"] * 4 and df.attrs["ran"] == 4
@@ -289,7 +290,7 @@ def test_failing_arm_is_recorded_and_the_sweep_goes_on_then_retry_failed(spec_fi
     ])  # fmt: skip
     sweep = Path(path).parent / "runs" / "tiny"
     failing = FakeTraining(fail_arms=("spp",))
-    with mock.patch.object(runner, "execute_run", failing):
+    with mock.patch.object(run_module, "execute_run", failing):
         assert cli_main(["ablate", path]) == 0
     assert len(failing.calls) == 6  # went on after each failure
     rows = read_rows(sweep / "results.csv")
@@ -303,7 +304,7 @@ def test_failing_arm_is_recorded_and_the_sweep_goes_on_then_retry_failed(spec_fi
     assert s.loc["spp", "n_ok"] == 0 and math.isnan(s.loc["spp", "map50_95_mean"])
 
     again = FakeTraining()
-    with mock.patch.object(runner, "execute_run", again):
+    with mock.patch.object(run_module, "execute_run", again):
         assert cli_main(["ablate", path]) == 0  # failed runs are skipped without --retry-failed
         assert again.calls == []
         assert cli_main(["ablate", path, "--retry-failed"]) == 0
@@ -326,7 +327,7 @@ def test_ctrl_c_keeps_finished_runs_and_the_next_run_continues(spec_file, capsys
             raise KeyboardInterrupt
 
     fake = FakeTraining()
-    with mock.patch.object(runner, "execute_run", fake):
+    with mock.patch.object(run_module, "execute_run", fake):
         with pytest.raises(KeyboardInterrupt):
             runner.run_sweep(path, callbacks={"on_run_start": ctrl_c_at_third_run})
         assert [(r["arm"], r["seed"]) for r in read_rows(sweep / "results.csv")] == [("sppf", "0"), ("spp", "0")]
@@ -343,7 +344,7 @@ def test_cli_reports_ctrl_c_with_exit_130(spec_file, capsys):
     def interrupted(plan, spec, data):
         raise KeyboardInterrupt
 
-    with mock.patch.object(runner, "execute_run", interrupted):
+    with mock.patch.object(run_module, "execute_run", interrupted):
         assert cli_main(["ablate", path]) == 130
     assert "interrupted" in capsys.readouterr().err
     assert not (Path(path).parent / "runs" / "tiny" / "results.csv").exists()  # an unfinished run is not recorded
@@ -360,7 +361,7 @@ def test_sigkill_mid_sweep_loses_no_finished_run(spec_file):
     assert [(r["arm"], r["seed"], r["status"]) for r in rows] == [("sppf", "0", "ok"), ("spp", "0", "ok")]
     assert not [p for p in os.listdir(sweep) if p.endswith(".tmp")]
     fake = FakeTraining()
-    with mock.patch.object(runner, "execute_run", fake):
+    with mock.patch.object(run_module, "execute_run", fake):
         df = runner.run_sweep(path)
     assert fake.calls == [("sppf", 1), ("spp", 1)]
     assert list(df["status"]) == ["ok"] * 4 and len(read_rows(sweep / "results.csv")) == 4
@@ -373,11 +374,11 @@ def test_a_second_process_on_the_same_sweep_is_refused(spec_file):
     sweep = Path(path).parent / "runs" / "tiny"
     sweep.mkdir(parents=True)
     fake = FakeTraining()
-    with mock.patch.object(runner, "execute_run", fake), runner.sweep_lock(sweep):
+    with mock.patch.object(run_module, "execute_run", fake), runner.sweep_lock(sweep):
         with pytest.raises(NeckError, match="another 'yolo-necks ablate' process is running this sweep"):
             runner.run_sweep(path)
     assert fake.calls == []
-    with mock.patch.object(runner, "execute_run", fake):  # released: runs normally
+    with mock.patch.object(run_module, "execute_run", fake):  # released: runs normally
         runner.run_sweep(path)
     assert len(fake.calls) == 2
 
@@ -402,7 +403,7 @@ def test_results_store_appends_atomically_and_keeps_foreign_columns(tmp_path):
 def test_report_regenerates_from_results_csv(spec_file, capsys):
     path = spec_file(seeds=[0, 1, 2])
     sweep = Path(path).parent / "runs" / "tiny"
-    with mock.patch.object(runner, "execute_run", FakeTraining()):
+    with mock.patch.object(run_module, "execute_run", FakeTraining()):
         runner.run_sweep(path)
     before = {n: (sweep / n).read_bytes() for n in ("summary.csv", "summary.md")}
     for n in ("summary.csv", "summary.md", "pareto.png"):
@@ -424,7 +425,7 @@ def test_compare_puts_sweeps_side_by_side(tmp_path, tiny_data, capsys):
     paths = []
     for name, offset in (("a", 0.0), ("b", 0.05)):
         spec = write_spec(tmp_path / f"{name}.yaml", tiny_spec(tiny_data, tmp_path / "runs", name=name, seeds=[0, 1]))
-        with mock.patch.object(runner, "execute_run", FakeTraining(offset=offset)):
+        with mock.patch.object(run_module, "execute_run", FakeTraining(offset=offset)):
             runner.run_sweep(spec)
         paths.append(tmp_path / "runs" / name)
     out_file = tmp_path / "cmp" / "compare.md"

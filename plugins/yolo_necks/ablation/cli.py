@@ -36,11 +36,13 @@ def ablate_help() -> str:
     for key, (default, help_) in KEYS.items():
         if key in ("arms", "cpu"):
             values = "see ablations/default.yaml"
+        elif key not in DEFAULT_SPEC:
+            values = f"default: {_show(default)}"
         else:
             values = f"default.yaml: {_show(DEFAULT_SPEC[key])}"
             if key in cpu:
                 values += f", reduced cpu: {_show(cpu[key])}"
-            if key not in ("speed", "name") and default != DEFAULT_SPEC[key]:
+            if key not in ("speed", "name") and key in DEFAULT_SPEC and default != DEFAULT_SPEC[key]:
                 values += f"; when a spec omits it: {_show(default)}"
         lines.append(f"  {key:<12} {help_} [{values}]")
     lines += ["", "  speed.* keys (speed.repeats=300):"]

@@ -7,7 +7,11 @@ A spec is a small YAML mapping (see ``ablations/default.yaml``). :func:`load_spe
 3. its ``cpu:`` section, only when the sweep runs on a CPU (the reduced default lives there),
 4. the command-line / keyword overrides,
 
-checks every key and value, and returns a :class:`Spec`. Every problem is a one-line
+checks every key and value, and returns a :class:`Spec`. Mappings merge key by key, with two exceptions that make
+switching datasets from the command line work: a mapping given whole as an override (``data_params={...}``,
+``train_args={...}``, ``cpu={...}``) replaces what the spec had, while a dotted override (``data_params.n_train=50``,
+``cpu.epochs=5``) merges into it; and when ``data`` is overridden with another dataset, the ``data_params`` of the
+spec's dataset (in the file and in its ``cpu:`` section) do not follow it. Every problem is a one-line
 :class:`~yolo_necks.errors.NeckConfigError` naming the spec file and the key or arm, raised before anything trains.
 Arms are checked further (their models are built once) by :func:`yolo_necks.ablation.variants.build_arms`.
 """
@@ -17,6 +21,7 @@ from __future__ import annotations
 import ast
 import copy
 import difflib
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +45,7 @@ SPEED_KEYS = {
 # keys the harness sets itself for every run; train_args may not change them
 CONTROLLED_TRAIN_KEYS = (
     "model", "data", "epochs", "imgsz", "batch", "seed", "deterministic", "device", "workers",
-    "project", "name", "exist_ok", "resume", "mode", "task",
+    "project", "name", "exist_ok", "resume", "mode", "task", "pretrained",
 )  # fmt: skip
 
 DEFAULT_ARMS = [
@@ -66,13 +71,37 @@ KEYS: dict[str, tuple[Any, str]] = {
     "epochs": (30, "training epochs of every run"),
     "imgsz": (640, "train/val/speed image size"),
     "batch": (32, "training and validation batch size"),
-    "seeds": ([0, 1, 2], "training seeds (list); an int N means seeds 0..N-1. Runs are paired by seed"),
+    "seeds": ([0, 1, 2], "training seeds (list); an int N means seeds 0..N-1; runs are paired by seed. Adaptive: "
+              "{min: 3, max: 20} or auto runs seed rounds until every arm's interval on 'metric' is within "
+              "'target' (precision, never significance) or max seeds are done"),
     "device": (None, "training device: cpu, 0, 0,1 ... (default: CUDA device 0 if available, else cpu)"),
     "workers": (8, "dataloader workers"),
     "train_args": ({}, "extra ultralytics training arguments passed through untouched (lr0, mosaic, amp, ...)"),
     "speed": ({"warmup": 20, "repeats": 200, "throughput_batch": 32, "throughput_repeats": 20, "dtype": "auto",
                "device": None}, "speed measurement settings (the speed.* keys below)"),
     "reduced": (None, "label of a reduced sweep (set by the cpu: section); shown in every output"),
+    "pretrained": (None, "checkpoint every arm starts from: null (from scratch), a .pt path, or an ultralytics weights "
+                   "name like yolov8n.pt (downloaded by ultralytics when online); its content hash is part of every "
+                   "run's configuration. freeze=N (ultralytics' key) passes through to train_args"),
+    "metric": ("map50_95", "primary metric: adaptive seeds stop on its precision, the verdict speaks of it"),
+    "target": (0.01, "half-width of the 95% interval of a delta that the sweep aims for on the primary metric "
+               "(precision planning; adaptive seeds stop there)"),
+    "executor": ("local", "local (worker processes on this machine) or ray (a Ray cluster: pip install "
+                 "'yolo-necks[ray]')"),
+    "parallel": ("auto", "local executor: runs at once; auto = what the machine holds (CPU: cores / threads_per_run, "
+                 "GPU: devices x runs_per_device); 1 = one run at a time in this process, as before"),
+    "devices": (None, "device pool the runs are spread over: [0, 1, 2, 3], cpu, or groups like ['0,1', '2,3'] "
+                "(one DDP run per group); default: the device key"),
+    "runs_per_device": (1, "runs packed on one GPU at once (local executor)"),
+    "threads_per_run": ("auto", "CPU threads of each run (set before torch starts): auto = cores / runs at once "
+                        "(at least 1), or N"),
+    "ray_address": ("local", "executor=ray: local (start a Ray instance here), auto (join the cluster this machine "
+                    "belongs to) or ray://HOST:10001"),
+    "cpus_per_run": (None, "executor=ray: CPUs each run asks for (default: threads_per_run, else 1)"),
+    "gpus_per_run": (None, "executor=ray: GPUs each run asks for, fractional packs runs (0.25 = 4 per GPU); default "
+                     "1 on a GPU device, 0 on cpu"),
+    "max_retries": (1, "executor=ray: retries of a run whose worker process or node died, then it is recorded as "
+                    "failed"),
     "cpu": (None, "overrides applied when the sweep runs on a CPU (the reduced default); cpu=None disables them"),
 }  # fmt: skip
 
@@ -96,6 +125,14 @@ DEFAULT_SPEC: dict[str, Any] = {
     "speed": {"warmup": 20, "repeats": 200, "throughput_batch": 32, "throughput_repeats": 20, "dtype": "auto",
               "device": None},
     "reduced": None,
+    "pretrained": None,
+    "metric": "map50_95",
+    "target": 0.01,
+    "executor": "local",
+    "parallel": "auto",
+    "devices": None,
+    "runs_per_device": 1,
+    "threads_per_run": "auto",
     "cpu": {
         "name": "default-cpu",
         "reduced": "cpu",
@@ -139,6 +176,30 @@ class SpeedSettings:
     device: str | None
 
 
+@dataclass(frozen=True)
+class SeedPolicy:
+    """Adaptive seeds: rounds of one more seed for every arm until precision ``target`` or ``max`` seeds."""
+
+    min: int
+    max: int
+    target: float
+
+
+@dataclass(frozen=True)
+class Execution:
+    """How the runs are executed (never part of a run's configuration hash: results do not depend on it)."""
+
+    executor: str = "local"
+    parallel: int | str = "auto"
+    devices: tuple[str, ...] = ()
+    runs_per_device: int = 1
+    threads_per_run: int | str = "auto"
+    ray_address: str = "local"
+    cpus_per_run: float | None = None
+    gpus_per_run: float | None = None
+    max_retries: int = 1
+
+
 @dataclass
 class Spec:
     """A validated sweep spec (see :data:`KEYS` for the meaning of each field)."""
@@ -162,6 +223,11 @@ class Spec:
     speed: SpeedSettings
     reduced: str | None
     effective: dict = field(default_factory=dict)  # the merged spec, written to the sweep folder
+    pretrained: str | None = None
+    metric: str = "map50_95"
+    target: float = 0.01
+    adaptive: SeedPolicy | None = None
+    execution: Execution = field(default_factory=Execution)
 
     @property
     def sweep_dir(self) -> Path:
@@ -228,6 +294,20 @@ def _merge(base: dict, top: dict) -> dict:
     return out
 
 
+def _apply(base: dict, layer: dict, replace: set[str] | frozenset = frozenset()) -> dict:
+    """Apply one layer of spec keys: like :func:`_merge`, except that keys in ``replace`` (mappings given whole on the
+    command line) replace, and that a layer naming another dataset drops the previous dataset's ``data_params``."""
+    out = copy.deepcopy(base)
+    if "data" in layer and layer["data"] != base.get("data"):
+        out["data_params"] = {}  # parameters of the spec's dataset do not follow a switch to another dataset
+    for k, v in layer.items():
+        if k in replace:
+            out[k] = copy.deepcopy(v)
+        else:
+            out = _merge(out, {k: v})
+    return out
+
+
 def _suggest(key: str, choices) -> str:
     close = difflib.get_close_matches(str(key), list(choices), n=2, cutoff=0.6)
     return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
@@ -274,6 +354,80 @@ def resolve_device(device: Any) -> str:
     return "cpu" if text.lower() == "cpu" else text
 
 
+DEVICE_FORMS = "cpu, mps, a CUDA index like 0, cuda:1, or indices like 0,1 (DDP)"
+_DEVICE_RE = re.compile(r"^(cpu|mps|cuda|cuda:\d+|\d+(,\d+)*)$")
+
+
+def check_device_string(source: str, key: str, device: str) -> str:
+    """The format of a device string (whether the device exists is checked by :func:`check_devices_exist`)."""
+    text = str(device).strip().lower().replace(" ", "")
+    if not _DEVICE_RE.match(text):
+        raise NeckConfigError(f"{source}: key '{key}': '{device}' is not a device; use {DEVICE_FORMS}")
+    return text
+
+
+def device_indices(device: str) -> list[int]:
+    """CUDA indices named by a device string: '0,1' -> [0, 1], 'cuda:1' -> [1], 'cuda' -> [0], cpu/mps -> []."""
+    text = str(device).strip().lower()
+    if text in ("cpu", "mps", ""):
+        return []
+    if text == "cuda":
+        return [0]
+    if text.startswith("cuda:"):
+        return [int(text[5:])]
+    return [int(t) for t in text.split(",") if t.strip()]
+
+
+def check_devices_exist(source: str, key: str, device: str) -> None:
+    """Refuse before training a device this machine does not have (a GPU index without CUDA, an index too high)."""
+    import torch
+
+    idx = device_indices(device)
+    if str(device).strip().lower() == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise NeckConfigError(f"{source}: key '{key}': 'mps' is not available on this machine; use device=cpu")
+        return
+    if not idx:
+        return
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if n == 0:
+        raise NeckConfigError(f"{source}: key '{key}': '{device}' asks for a CUDA GPU but this machine has none "
+                              "(torch.cuda.is_available() is False); use device=cpu")  # fmt: skip
+    bad = [i for i in idx if i >= n]
+    if bad:
+        raise NeckConfigError(f"{source}: key '{key}': '{device}' names GPU {bad[0]} but this machine has {n} "
+                              f"(valid: {', '.join(map(str, range(n)))})")  # fmt: skip
+
+
+def _device_pool(source: str, device: Any, devices: Any) -> tuple[str, tuple[str, ...]]:
+    """(nominal device, device pool). The nominal device is the one in every run's configuration hash (the first of
+    the pool: runs spread over GPUs 0-3 hash alike); each pool entry trains one run at a time (or runs_per_device)."""
+    if devices is None:
+        dev = resolve_device(device)
+        if dev != "cpu":
+            dev = check_device_string(source, "device", dev)
+        return dev, (dev,)
+    items = [devices] if isinstance(devices, (str, int)) and not isinstance(devices, bool) else devices
+    if not isinstance(items, (list, tuple)) or not items or any(isinstance(d, bool) for d in items):
+        raise NeckConfigError(f"{source}: key 'devices': must be cpu, a GPU index or a list like [0, 1], "
+                              f"got {devices!r}")  # fmt: skip
+    pool = tuple(check_device_string(source, "devices", str(d)) for d in items)
+    if len(set(pool)) != len(pool):
+        raise NeckConfigError(f"{source}: key 'devices': {devices!r} names a device twice (use runs_per_device)")
+    kinds = {"cpu" if d == "cpu" else "gpu" for d in pool}
+    if len(kinds) > 1:
+        raise NeckConfigError(f"{source}: key 'devices': {devices!r} mixes cpu and GPUs; results would mix them too")
+    used = [i for d in pool for i in device_indices(d)]
+    if len(set(used)) != len(used):
+        raise NeckConfigError(f"{source}: key 'devices': {devices!r} puts one GPU in two groups")
+    nominal = pool[0]
+    if device is not None and not (isinstance(device, str) and not device.strip()):
+        given = resolve_device(device)
+        if (given == "cpu") != (nominal == "cpu"):
+            raise NeckConfigError(f"{source}: key 'devices': {devices!r} does not match device '{given}'")
+    return nominal, pool
+
+
 def load_spec(spec: str | Path | dict | None = None, overrides: dict[str, Any] | None = None) -> Spec:
     """Load, merge and validate a sweep spec.
 
@@ -301,22 +455,31 @@ def load_spec(spec: str | Path | dict | None = None, overrides: dict[str, Any] |
         if key not in KEYS:
             raise NeckConfigError(f"{source}: unknown key '{key}'{_suggest(key, KEYS)}")
     over, select = _arm_selection(dict(overrides or {}))
+    whole = {k for k, v in over.items() if "." not in k and isinstance(v, dict)}  # these replace, dotted ones merge
     over = _nest(over, source)
     merged = _merge({k: v for k, (v, _) in KEYS.items()}, raw)
-    cpu_section = over["cpu"] if "cpu" in over else merged.get("cpu")
+    cpu_section = merged.get("cpu")
+    if "cpu" in over:
+        given = over.pop("cpu")
+        cpu_section = given if ("cpu" in whole or not isinstance(given, dict) or not isinstance(cpu_section, dict)) \
+            else _merge(cpu_section, given)  # fmt: skip
     if cpu_section is not None and not isinstance(cpu_section, dict):
         raise NeckConfigError(f"{source}: key 'cpu': must be a mapping of spec keys (or null), got {cpu_section!r}")
     for key in cpu_section or {}:  # checked on every machine, not only where it applies
-        if key not in KEYS or key in ("cpu", "device"):
+        if key not in KEYS or key in ("cpu", "device", "devices"):
             raise NeckConfigError(f"{source}: key 'cpu.{key}': not allowed in the cpu section{_suggest(key, KEYS)}")
-    device = resolve_device(over["device"] if "device" in over else merged.get("device"))
+    device, devices = _device_pool(source, over.get("device", merged.get("device")),
+                                   over.get("devices", merged.get("devices")))  # fmt: skip
     if cpu_section and device == "cpu":
-        merged = _merge(merged, cpu_section)
-    merged = _merge(merged, over)
+        merged = _apply(merged, cpu_section)
+    merged = _apply(merged, over, whole)
+    merged["cpu"] = cpu_section
     if merged.get("name") is None:
         merged["name"] = stem
     merged["device"] = device
-    return _validate(merged, source, spec_dir, select)
+    if merged.get("devices") is not None:
+        merged["devices"] = list(devices)
+    return _validate(merged, source, spec_dir, select, devices)
 
 
 def _arm_selection(overrides: dict[str, Any]) -> tuple[dict[str, Any], list[str] | None]:
@@ -479,7 +642,74 @@ def _speed(source: str, value: Any) -> SpeedSettings:
     )
 
 
-def _validate(d: dict, source: str, spec_dir: Path, select: list[str] | None = None) -> Spec:
+def _number(source: str, key: str, value: Any, minimum: float, allow_none: bool = False, strict: bool = False):
+    if value is None and allow_none:
+        return None
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < minimum or (strict and value == minimum):
+        bound = f"> {minimum}" if strict else f">= {minimum}"
+        raise NeckConfigError(f"{source}: key '{key}': must be a number {bound}, got {value!r}")
+    return float(value)
+
+
+def _auto_or_int(source: str, key: str, value: Any) -> int | str:
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise NeckConfigError(f"{source}: key '{key}': must be auto or an integer >= 1, got {value!r}")
+    return value
+
+
+def _execution(source: str, d: dict, devices: tuple[str, ...]) -> Execution:
+    executor = d["executor"]
+    if executor not in ("local", "ray"):
+        raise NeckConfigError(f"{source}: key 'executor': must be local or ray, got {executor!r}"
+                              f"{_suggest(executor, ('local', 'ray'))}")  # fmt: skip
+    return Execution(
+        executor=executor,
+        parallel=_auto_or_int(source, "parallel", d["parallel"]),
+        devices=devices,
+        runs_per_device=_int(source, "runs_per_device", d["runs_per_device"]),
+        threads_per_run=_auto_or_int(source, "threads_per_run", d["threads_per_run"]),
+        ray_address=_str(source, "ray_address", d["ray_address"]),
+        cpus_per_run=_number(source, "cpus_per_run", d["cpus_per_run"], 0.0, allow_none=True, strict=True),
+        gpus_per_run=_number(source, "gpus_per_run", d["gpus_per_run"], 0.0, allow_none=True),
+        max_retries=_int(source, "max_retries", d["max_retries"], 0),
+    )
+
+
+def _seed_policy(source: str, value: Any, target: float) -> tuple[list[int], SeedPolicy | None]:
+    """(the first seeds to run, the adaptive policy or None) from the ``seeds`` key."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        value = {}
+    if not isinstance(value, dict):
+        return _seeds(source, value), None
+    for k in value:
+        if k not in ("min", "max", "target"):
+            raise NeckConfigError(f"{source}: key 'seeds.{k}': unknown key (adaptive seeds take min, max, target)"
+                                  f"{_suggest(k, ('min', 'max', 'target'))}")  # fmt: skip
+    lo = _int(source, "seeds.min", value.get("min", 3), 2)
+    hi = _int(source, "seeds.max", value.get("max", max(20, lo)), lo)
+    tgt = _number(source, "seeds.target", value.get("target", target), 0.0, strict=True)
+    return list(range(lo)), SeedPolicy(lo, hi, tgt)
+
+
+def _pretrained(source: str, value: Any, spec_dir: Path) -> str | None:
+    if value is None or value is False or (isinstance(value, str) and value.strip().lower() in ("", "none", "null")):
+        return None
+    if not isinstance(value, (str, Path)):
+        raise NeckConfigError(f"{source}: key 'pretrained': must be a checkpoint path or weights name like "
+                              f"yolov8n.pt, got {value!r}")  # fmt: skip
+    text = str(value).strip()
+    if Path(text).suffix != ".pt":
+        raise NeckConfigError(f"{source}: key 'pretrained': must be a .pt checkpoint (a path, or an ultralytics "
+                              f"weights name like yolov8n.pt), got {text!r}")  # fmt: skip
+    found = _find_file(text, spec_dir)
+    return str(found) if found is not None else text
+
+
+def _validate(d: dict, source: str, spec_dir: Path, select: list[str] | None = None,
+              devices: tuple[str, ...] = ()) -> Spec:  # fmt: skip
     name = d["name"]
     if isinstance(name, (int, float)) and not isinstance(name, bool):
         name = str(name)
@@ -508,6 +738,14 @@ def _validate(d: dict, source: str, spec_dir: Path, select: list[str] | None = N
     if reduced is not None and not isinstance(reduced, str):
         reduced = str(reduced)
     device = d["device"]
+    from .stats import METRICS
+
+    metric = d["metric"]
+    if metric not in METRICS:
+        raise NeckConfigError(f"{source}: key 'metric': unknown metric {metric!r}{_suggest(metric, METRICS)} "
+                              f"(choose from {', '.join(METRICS)})")  # fmt: skip
+    target = _number(source, "target", d["target"], 0.0, strict=True)
+    seeds, adaptive = _seed_policy(source, d["seeds"], target)
     return Spec(
         source=source,
         name=name,
@@ -521,11 +759,16 @@ def _validate(d: dict, source: str, spec_dir: Path, select: list[str] | None = N
         epochs=_int(source, "epochs", d["epochs"]),
         imgsz=_int(source, "imgsz", d["imgsz"], 32),
         batch=_int(source, "batch", d["batch"]),
-        seeds=_seeds(source, d["seeds"]),
+        seeds=seeds,
         device=device,
         workers=_int(source, "workers", d["workers"], 0),
         train_args=_train_args(source, d["train_args"]),
         speed=_speed(source, d["speed"]),
         reduced=reduced or None,
         effective={k: v for k, v in d.items() if k != "cpu"},
+        pretrained=_pretrained(source, d["pretrained"], spec_dir),
+        metric=metric,
+        target=target,
+        adaptive=adaptive,
+        execution=_execution(source, d, devices or (device,)),
     )

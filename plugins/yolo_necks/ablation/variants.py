@@ -39,6 +39,7 @@ class ArmModel:
     scale: str | None
     layer: int | None  # index of the replaced layer (None for yaml arms)
     text: str = ""
+    stride: int = 32  # the model's largest stride (set when the model is built)
 
     @property
     def canonical(self) -> str:
@@ -215,7 +216,8 @@ def check_block(arm: Arm, spec: Spec) -> None:
 
 
 def build_check(model: ArmModel, spec: Spec) -> None:
-    """Build the arm's model once on the CPU, turning any failure into a one-line error naming the arm."""
+    """Build the arm's model once on the CPU and run it forward at the sweep's image size (rounded up to the model's
+    stride, as training will), turning any failure into a one-line error naming the arm; record the stride."""
     import torch
     from ultralytics.nn.tasks import DetectionModel
 
@@ -224,9 +226,18 @@ def build_check(model: ArmModel, spec: Spec) -> None:
     try:
         with torch.no_grad():
             net = DetectionModel(d, ch=3, nc=d.get("nc"), verbose=False)
-        del net
     except Exception as e:
         raise NeckConfigError(f"{spec.source}: arm '{model.arm.name}': model does not build: {_one_line(e)}") from None
+    model.stride = max(int(net.stride.max()), 32) if hasattr(net, "stride") else 32
+    size = -(-spec.imgsz // model.stride) * model.stride
+    try:
+        with torch.no_grad():
+            net.eval()(torch.zeros(1, 3, size, size))
+    except Exception as e:
+        raise NeckConfigError(f"{spec.source}: arm '{model.arm.name}': forward pass at imgsz {size} fails on the CPU: "
+                              f"{_one_line(e)}") from None  # fmt: skip
+    finally:
+        del net
 
 
 def build_arms(spec: Spec, nc: int | None, check: bool = True) -> list[ArmModel]:

@@ -1,0 +1,96 @@
+"""Planning a sweep: every (arm, seed) run with its configuration hash and run folder.
+
+A run's configuration hash covers everything that shapes its result: the arm's model, the dataset (its YAML path and
+content hash, or a built-in's parameters), the schedule, the seed, the nominal device, the training and speed
+arguments, and the content hash of the checkpoint it starts from. It does not cover how the run is executed
+(executor, parallel runs, which GPU of a pool, threads): results do not depend on that, and a sweep resumed with
+another executor skips what is done. Keys are only added to the hashed configuration when they are set, so adding
+a setting never changes the hashes of sweeps that do not use it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .spec import Spec
+from .variants import ArmModel
+
+HASH_VERSION = 1  # bump when the meaning of a run's configuration changes
+
+
+@dataclass
+class RunPlan:
+    """One training run: an arm, a seed, its effective configuration and where it lives."""
+
+    model: ArmModel
+    seed: int
+    config: dict
+    config_hash: str
+    run_dir: Path
+
+    @property
+    def arm(self):
+        return self.model.arm
+
+    @property
+    def yaml_path(self) -> Path:
+        return self.run_dir / self.model.file_name
+
+    @property
+    def label(self) -> str:
+        return f"{self.arm.name} seed {self.seed}"
+
+
+def config_hash(config: dict) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def file_sha(path: str | Path, length: int | None = 16) -> str:
+    """SHA-256 of a file's content (``length`` hex digits; all with None), '' if it is not a file."""
+    p = Path(path)
+    if not p.is_file():
+        return ""
+    h = hashlib.sha256()
+    with open(p, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:length] if length else h.hexdigest()
+
+
+def common_config(spec: Spec, data: str, pretrained_sha: str = "") -> dict:
+    """The part of every run's configuration that all arms and seeds of the sweep share."""
+    config = {
+        "harness": HASH_VERSION,
+        "data": data,
+        "data_sha": file_sha(data),
+        "data_params": spec.data_params,
+        "epochs": spec.epochs,
+        "imgsz": spec.imgsz,
+        "batch": spec.batch,
+        "deterministic": True,
+        "device": spec.device,
+        "workers": spec.workers,
+        "train_args": spec.train_args,
+        "speed": asdict(spec.speed),
+    }
+    if spec.pretrained:  # only when set: sweeps from scratch keep their hashes
+        config["pretrained_sha"] = pretrained_sha
+    return config
+
+
+def plan_runs(spec: Spec, models: list[ArmModel], data: str, seeds: list[int] | None = None,
+              pretrained_sha: str = "") -> list[RunPlan]:  # fmt: skip
+    """Every (arm, seed) run, seed-major (every arm with the first seed, then the next, ...), so that an interrupted
+    sweep still holds complete comparisons."""
+    common = common_config(spec, data, pretrained_sha)
+    plans = []
+    runs_dir = spec.sweep_dir.resolve() / "runs"
+    for seed in spec.seeds if seeds is None else seeds:
+        for m in models:
+            config = {**common, "arm": m.arm.name, "model": m.model_dict, "seed": seed}
+            h = config_hash(config)
+            plans.append(RunPlan(m, seed, config, h, runs_dir / f"{m.arm.name}-s{seed}-{h[:8]}"))
+    return plans

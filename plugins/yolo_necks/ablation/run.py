@@ -1,0 +1,350 @@
+"""One run of a sweep: train, validate, count, time; importable by a worker process or a Ray task.
+
+Everything a run needs travels in a :class:`RunTask` (the plan, the spec, a reference to the dataset, the row's
+columns known before training, the device and thread budget of this run), so a worker on any node can rebuild the
+run from it alone: a built-in dataset is rebuilt deterministically from its parameters into that node's cache, a
+data YAML must be readable there, and a pretrained checkpoint must exist there (or be downloadable by name) with the
+same content hash. :func:`run_task` never raises for a failed run: it returns the row with ``status`` ``failed`` and
+a one-line ``error`` (the traceback goes to ``error.txt`` in the run folder); only Ctrl-C propagates.
+
+This module imports neither torch nor ultralytics at import time: a worker sets its thread and device budget
+(:func:`set_budget`) before either starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import gc
+import os
+import platform
+import socket
+import subprocess
+import time
+import traceback
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from ..errors import NeckError
+from .plan import RunPlan, file_sha
+from .spec import Spec
+
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+class NodeError(NeckError):
+    """Something a run needs is missing on the node that got it (data YAML, images, checkpoint)."""
+
+
+@dataclass(frozen=True)
+class DataRef:
+    """The sweep's dataset as a worker on any node can find it: a built-in's name and parameters (rebuilt into the
+    node's cache), else the data YAML path (or bare name) the driver resolved."""
+
+    path: str
+    builtin: str | None = None
+    params: dict = field(default_factory=dict)
+
+
+@dataclass
+class RunTask:
+    """Everything one run needs, picklable."""
+
+    plan: RunPlan
+    spec: Spec
+    data: DataRef
+    row: dict  # the row's columns known before training (arm, seed, settings, versions, config hash, ...)
+    device: str | None = None  # the device this run trains on (a pool entry); None: the spec's device
+    threads: int | None = None  # CPU threads of this run; None: leave torch's setting alone
+    pretrained_sha: str = ""  # full content hash the checkpoint must have on the node
+
+    @property
+    def label(self) -> str:
+        return self.plan.label
+
+
+# ----------------------------------------------------------------------------------------------- budgets, logs
+def set_budget(threads: int | None, cuda_visible: str | None = None) -> None:
+    """Thread and GPU budget of a worker process: environment variables read when torch starts, then torch's own
+    setting if it is already imported. Call it before importing torch where possible."""
+    if threads:
+        for var in THREAD_VARS:
+            os.environ[var] = str(threads)
+    if cuda_visible is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = cuda_visible
+    if threads:
+        import sys
+
+        torch = sys.modules.get("torch")
+        if torch is not None:
+            torch.set_num_threads(threads)
+
+
+@contextlib.contextmanager
+def output_to(path: Path) -> Iterator[None]:
+    """Send everything written to file descriptors 1 and 2 (ultralytics' logger, progress bars, C libraries) to
+    ``path`` until the block ends; the terminal gets nothing."""
+    import sys
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with open(path, "ab", buffering=0) as fh:
+        os.dup2(fh.fileno(), 1)
+        os.dup2(fh.fileno(), 2)
+        try:
+            yield
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(Exception):
+                    stream.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+
+
+# Timing guard: a worker process installs one that asks its parent to pause the other runs on the same device while
+# this run is timed, and yields how many others were still running; in-process it is a no-op.
+_SPEED_GUARD: Callable[[], contextlib.AbstractContextManager] | None = None
+
+
+def set_speed_guard(guard: Callable[[], contextlib.AbstractContextManager] | None) -> None:
+    global _SPEED_GUARD
+    _SPEED_GUARD = guard
+
+
+@contextlib.contextmanager
+def _no_guard() -> Iterator[dict]:
+    yield {"speed_concurrent": 0}
+
+
+def speed_guard() -> contextlib.AbstractContextManager:
+    return (_SPEED_GUARD or _no_guard)()
+
+
+# --------------------------------------------------------------------------------------------------- environment
+def environment(spec: Spec) -> dict[str, str]:
+    """Versions and machine of the sweep, recorded in every row (a worker overwrites what differs on its node)."""
+    import torch
+    import ultralytics
+
+    import yolo_necks
+
+    from .speed import device_name, torch_device
+
+    try:
+        dev_name = device_name(torch_device(spec.device), threads=False)  # training sets its own threads
+    except Exception:  # pragma: no cover - an unusual device string; training will report it
+        dev_name = spec.device
+    return {
+        "torch": torch.__version__,
+        "ultralytics": ultralytics.__version__,
+        "yolo_necks": yolo_necks.__version__,
+        "python": platform.python_version(),
+        "git_commit": git_commit(),
+        "device_name": dev_name,
+    }
+
+
+def git_commit() -> str:
+    """Commit of the yolo-necks source checkout (``+dirty`` with uncommitted changes), '' outside a checkout."""
+    root = Path(__file__).resolve().parents[3]
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                              text=True, timeout=10)  # fmt: skip
+        if head.returncode != 0:
+            return ""
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10)  # fmt: skip
+        return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def one_line(e: BaseException, limit: int = 400) -> str:
+    msg = " ".join(str(e).split())
+    text = msg if isinstance(e, NeckError) else f"{type(e).__name__}: {msg}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def node_name() -> str:
+    return socket.gethostname()
+
+
+# ------------------------------------------------------------------------------------------------ node checks
+def node_data(ref: DataRef) -> str:
+    """The data YAML of the sweep's dataset on this node: a built-in is built (or found) in this node's cache; a data
+    YAML must be readable here, with the image folders it names."""
+    if ref.builtin:
+        from yolo_necks.datasets import resolve_data
+
+        return str(resolve_data(ref.builtin, **ref.params))
+    path = Path(ref.path)
+    if not path.is_absolute():  # a bare name (coco8.yaml): ultralytics resolves it on this node
+        return ref.path
+    where = f"node {node_name()}"
+    try:
+        import yaml
+
+        info = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise NodeError(f"{where}: data YAML '{path}' is not readable here ({type(e).__name__}); every node needs it "
+                        "at the same path (a shared filesystem), or use a built-in dataset") from None  # fmt: skip
+    except Exception as e:
+        raise NodeError(f"{where}: data YAML '{path}' cannot be parsed here ({one_line(e)})") from None
+    if isinstance(info, dict):
+        base = Path(str(info.get("path") or path.parent)).expanduser()
+        if not base.is_absolute():
+            base = path.parent / base
+        for split in ("train", "val"):
+            entries = info.get(split)
+            for entry in entries if isinstance(entries, list) else [entries]:
+                if isinstance(entry, str) and "://" not in entry:
+                    p = Path(entry).expanduser()
+                    p = p if p.is_absolute() else base / p
+                    if not p.exists():
+                        raise NodeError(f"{where}: '{split}' images '{p}' of data YAML '{path}' are not readable here")
+    return str(path)
+
+
+def node_checkpoint(task: RunTask) -> str | None:
+    """The pretrained checkpoint on this node, checked against the content hash the driver recorded."""
+    spec = task.spec
+    if not spec.pretrained:
+        return None
+    path = Path(spec.pretrained)
+    if not path.is_file():
+        name = task.row.get("pretrained") or path.name
+        from ultralytics.utils.downloads import attempt_download_asset
+
+        try:  # a weights name (yolov8n.pt) can be fetched by ultralytics where the node is online
+            path = Path(attempt_download_asset(str(name)))
+        except Exception:
+            path = Path(str(name))
+        if not path.is_file():
+            raise NodeError(f"node {node_name()}: pretrained checkpoint '{spec.pretrained}' is not here")
+    if task.pretrained_sha and file_sha(path, None) != task.pretrained_sha:
+        raise NodeError(f"node {node_name()}: pretrained checkpoint '{path}' differs from the one the sweep hashed "
+                        f"(sha256 {task.pretrained_sha[:16]})")  # fmt: skip
+    return str(path)
+
+
+# --------------------------------------------------------------------------------------------------- one run
+def train_kwargs(plan: RunPlan, spec: Spec, data: str) -> dict:
+    """Arguments of ``YOLO.train`` for a run: harness defaults < spec train_args < the controlled keys."""
+    return {
+        "plots": False,
+        **spec.train_args,
+        "pretrained": spec.pretrained or False,
+        "data": data,
+        "epochs": spec.epochs,
+        "imgsz": spec.imgsz,
+        "batch": spec.batch,
+        "seed": plan.seed,
+        "deterministic": True,
+        "device": spec.device,
+        "workers": spec.workers,
+        "project": str(plan.run_dir.parent),
+        "name": plan.run_dir.name,
+        "exist_ok": True,
+    }
+
+
+def execute_run(plan: RunPlan, spec: Spec, data: str) -> dict[str, Any]:
+    """Train, validate, count and time one run; return its metric columns. Raises on any failure."""
+    import torch
+    from ultralytics import YOLO
+    from ultralytics.utils.torch_utils import get_num_params
+
+    from ..flops import model_gflops
+    from .speed import measure_speed
+
+    t0 = time.perf_counter()
+    model = YOLO(str(plan.yaml_path), task="detect")
+    model.train(**train_kwargs(plan, spec, data))
+    train_s = time.perf_counter() - t0
+    trainer = model.trainer
+    best = Path(trainer.best) if Path(trainer.best).is_file() else Path(trainer.last)
+    if not best.is_file():
+        raise RuntimeError(f"training wrote no weights in {trainer.save_dir}")
+    epochs_run = int(getattr(trainer, "epoch", spec.epochs - 1)) + 1
+    del model, trainer
+    gc.collect()
+
+    t0 = time.perf_counter()
+    first_device = spec.device.split(",")[0].strip()  # validation and timing use one device even after DDP training
+    metrics = YOLO(str(best), task="detect").val(
+        data=data, split="val", imgsz=spec.imgsz, batch=spec.batch, device=first_device, workers=spec.workers,
+        plots=False, verbose=False, project=str(plan.run_dir), name="val", exist_ok=True,
+    )  # fmt: skip
+    val_s = time.perf_counter() - t0
+    box = metrics.box
+    acc = {"map50": float(box.map50), "map50_95": float(box.map), "precision": float(box.mp), "recall": float(box.mr)}
+    if any(v != v for v in acc.values()):
+        raise RuntimeError(f"validation returned NaN metrics {acc}")
+
+    net = YOLO(str(best), task="detect").model  # unfused, as trained
+    # operator-level FLOPs: thop (ultralytics' counter) misses convs a block calls functionally
+    stats = {"params": int(get_num_params(net)), "gflops": model_gflops(net, spec.imgsz)}
+    with speed_guard() as guard:
+        speed = measure_speed(net, spec.imgsz, spec.speed, spec.device)
+    del net
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return {**acc, **stats, **speed, **guard, "train_s": train_s, "val_s": val_s, "epochs_run": epochs_run,
+            "weights": str(best)}  # fmt: skip
+
+
+def _cpu_seconds() -> float:
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def run_task(task: RunTask, execute: Callable | None = None) -> dict[str, Any]:
+    """Run one planned run and return its complete row (``status`` ok or failed). ``execute`` replaces
+    :func:`execute_run` (same signature); by default the module attribute is looked up at call time."""
+    plan = task.plan
+    spec = task.spec if task.device is None else replace(task.spec, device=task.device)
+    row = {**task.row, "node": node_name(), "started_at": now()}
+    if task.threads:
+        row["threads"] = task.threads
+    t0, c0 = time.perf_counter(), _cpu_seconds()
+    try:
+        plan.run_dir.mkdir(parents=True, exist_ok=True)
+        plan.yaml_path.write_text(plan.model.text, encoding="utf-8")
+        data = node_data(task.data)
+        checkpoint = node_checkpoint(task)
+        if checkpoint:
+            spec = replace(spec, pretrained=checkpoint)
+        fn = execute if execute is not None else execute_run  # looked up now: patching the module attribute works
+        row.update(fn(plan, spec, data))
+        row["status"] = "ok"
+    except KeyboardInterrupt:
+        raise
+    except Exception as e:  # bad arm, NaN, out of memory, missing data on this node, ...: record it and go on
+        row["status"] = "failed"
+        row["error"] = one_line(e)
+        with contextlib.suppress(OSError):
+            (plan.run_dir / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
+        free_memory()
+    row["wall_s"] = time.perf_counter() - t0
+    row["cpu_s"] = _cpu_seconds() - c0
+    row["finished_at"] = now()
+    return row
+
+
+def free_memory() -> None:
+    gc.collect()
+    with contextlib.suppress(Exception):
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
