@@ -1,16 +1,28 @@
-"""Statistics over seeds: per-arm mean ± std and paired differences against the baseline arm.
+"""Statistics over seeds: per-arm mean ± std, paired differences against the baseline arm, family-wise control
+over the arms compared with the baseline, and precision planning.
 
 Runs are paired by seed: for each seed where both the arm and the baseline finished, ``d = arm - baseline``. The
 reported Δ is the mean of those differences, with a two-sided 95% confidence interval
 ``mean(d) ± t(0.975, n-1) · sd(d) / sqrt(n)`` and the paired t-test p-value. With fewer than two pairs there is no
 interval ("n/a"). The Student-t quantile is computed here (regularised incomplete beta + bisection), so scipy is
 not needed. Failed runs never enter a mean; they are counted and listed separately.
+
+Several arms are compared with one baseline, so the chance that at least one of ``m`` null differences looks
+"significant" is far above 5%. Per metric, the p-values of the ``m`` arms that have one are Holm-adjusted
+(:func:`holm`), and each Δ gets an *adjusted interval* consistent with Holm's decisions (:func:`holm_levels`): an
+arm is declared different (its adjusted interval excludes 0) exactly when its Holm-adjusted p <= 1 - level.
+
+Precision planning (:func:`seeds_needed`, :func:`precision_check`) answers "how many seeds until the 95% interval
+of Δ is ±target?" from the observed SD of the paired differences. A sweep that adds seeds must stop on precision
+(interval half-width <= target), never on significance: stopping as soon as p < 0.05 inflates false positives.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from statistics import NormalDist
 
 import pandas as pd
 
@@ -30,6 +42,11 @@ METRICS: dict[str, tuple[str, bool, str]] = {
 # settings that every run of a comparable sweep shares; the summary warns when they differ
 SETTING_COLUMNS = ("model", "scale", "data", "data_params", "epochs", "imgsz", "batch", "train_args", "device",
                    "reduced", "speed_dtype", "speed_device", "speed_repeats", "throughput_batch")  # fmt: skip
+# the primary metric of verdicts and precision planning, and the default target half-width of its 95% interval
+DEFAULT_METRIC = "map50_95"
+DEFAULT_TARGET = 0.01
+# metrics on the same 0..1 scale: a target given for one of them applies to all of them
+FRACTION_METRICS = ("map50_95", "map50", "precision", "recall")
 
 
 # ------------------------------------------------------------------------------------------ Student t quantiles
@@ -125,7 +142,10 @@ class PairedDelta:
 
 
 def paired_delta(arm: dict, baseline: dict, level: float = 0.95) -> PairedDelta:
-    """Paired difference of ``{seed: value}`` maps over the seeds both have (non-NaN values only)."""
+    """Paired difference of ``{seed: value}`` maps over the seeds both have (non-NaN values only).
+
+    Differences equal up to floating-point rounding (SD below 1e-12 of their magnitude) count as identical: SD 0,
+    a zero-width interval, p 0 (or 1 when they are all 0)."""
     seeds = sorted(s for s in arm if s in baseline and _finite(arm[s]) and _finite(baseline[s]))
     d = [float(arm[s]) - float(baseline[s]) for s in seeds]
     n = len(d)
@@ -136,6 +156,8 @@ def paired_delta(arm: dict, baseline: dict, level: float = 0.95) -> PairedDelta:
     if n == 1:
         return PairedDelta(mean, nan, nan, 1, nan, nan)
     sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (n - 1))
+    if sd <= 1e-12 * max(abs(x) for x in d):
+        sd = 0.0
     se = sd / math.sqrt(n)
     half = t_ppf(0.5 + level / 2.0, n - 1) * se
     if se == 0.0:
@@ -150,6 +172,88 @@ def _finite(v) -> bool:
         return math.isfinite(float(v))
     except (TypeError, ValueError):
         return False
+
+
+# ------------------------------------------------------------------------------------------ precision planning
+def half_width(sd: float, n: int, level: float = 0.95) -> float:
+    """Half-width ``t(0.5 + level/2, n-1) · sd / sqrt(n)`` of the paired-t interval; NaN with n < 2 or no SD."""
+    if n < 2 or not _finite(sd):
+        return float("nan")
+    if sd == 0.0:
+        return 0.0
+    return t_ppf(0.5 + level / 2.0, n - 1) * sd / math.sqrt(n)
+
+
+def seeds_needed(sd: float, target: float, level: float = 0.95) -> int | None:
+    """Smallest ``n >= 2`` with ``t(0.5 + level/2, n-1) · sd / sqrt(n) <= target``: the number of paired seeds
+    whose ``level`` interval of Δ would be ±``target`` wide if the SD of the paired differences stayed ``sd``.
+
+    ``sd`` NaN (fewer than 2 paired seeds: no SD yet) gives None; ``sd == 0`` gives 2 (an interval needs 2 pairs;
+    identical differences on every seed have zero width). ``sd`` is a plug-in estimate: from 3 seeds it is itself
+    uncertain (its 95% range spans roughly 0.5–6×), so the answer is a guide that a sweep re-checks as seeds finish.
+    """
+    if not (_finite(target) and float(target) > 0):
+        raise ValueError(f"seeds_needed: target must be a number > 0, got {target!r}")
+    if not _finite(sd):
+        return None
+    sd = abs(float(sd))
+    if sd == 0.0:
+        return 2
+    z = NormalDist().inv_cdf(0.5 + level / 2.0)  # the normal approximation: a first guess, then step to the exact n
+    n = max(2, math.ceil((z * sd / target) ** 2))
+    while half_width(sd, n, level) > target:
+        n += 1
+    while n > 2 and half_width(sd, n - 1, level) <= target:
+        n -= 1
+    return n
+
+
+# -------------------------------------------------------------------------------------- multiple comparisons
+def _holm(pvalues: Sequence[float]) -> tuple[list[float], list[int], int]:
+    """(adjusted p-values, Holm step of each p (1-based; ties share the step of the first of them; 0 for no p), m)."""
+    ps = [float(p) if _finite(p) else float("nan") for p in pvalues]
+    order = sorted((i for i, p in enumerate(ps) if math.isfinite(p)), key=lambda i: ps[i])
+    m = len(order)
+    adjusted, steps = [float("nan")] * len(ps), [0] * len(ps)
+    running, prev_p, prev_step = 0.0, None, 0
+    for j, i in enumerate(order, start=1):
+        running = max(running, min(1.0, (m - j + 1) * ps[i]))
+        adjusted[i] = running
+        prev_step = prev_step if ps[i] == prev_p else j
+        steps[i], prev_p = prev_step, ps[i]
+    return adjusted, steps, m
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values, in the input order.
+
+    With the ``m`` finite p-values sorted ascending, ``p_adj(j) = max_{k<=j} min(1, (m-k+1) · p(k))``; NaN entries
+    (arms without a p-value: fewer than 2 paired seeds, failed, the baseline itself) stay NaN and do not count in
+    ``m``. Rejecting every hypothesis with ``p_adj <= alpha`` keeps the family-wise error rate at ``alpha``.
+    """
+    return _holm(pvalues)[0]
+
+
+def holm_levels(pvalues: Sequence[float], alpha: float = 0.05) -> list[float]:
+    """Confidence level of each comparison's *adjusted interval*, consistent with Holm's decisions at ``alpha``.
+
+    An arm rejected at Holm step ``j`` gets the level ``1 - alpha/(m-j+1)``, the level at which Holm tested it: its
+    p <= alpha/(m-j+1), so that interval excludes 0. A non-rejected arm gets the Bonferroni level ``1 - alpha/m``:
+    Holm did not reject it, so ``m · p > alpha`` and that interval contains 0. The interval shown therefore never
+    contradicts the verdict. Non-rejected intervals hold simultaneously with probability >= 1 - alpha (Bonferroni);
+    a rejected arm's interval is narrower, at the level of its own step (exact simultaneous intervals that match a
+    step-down test exist but say nothing beyond the sign of a rejected Δ). NaN p gives NaN.
+    """
+    adjusted, steps, m = _holm(pvalues)
+    out = []
+    for adj, step in zip(adjusted, steps):
+        if not math.isfinite(adj):
+            out.append(float("nan"))
+        elif adj <= alpha:
+            out.append(1.0 - alpha / (m - step + 1))
+        else:
+            out.append(1.0 - alpha / m)
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------- summary
@@ -175,18 +279,29 @@ def _is_true(v) -> bool:
     return str(v).strip().lower() in ("true", "1", "yes")
 
 
-def summarize(results: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
-    """One row per arm: runs ok/failed, mean and std of every metric over ok seeds, paired Δ vs the baseline."""
+def _split(results: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, str | None]:
+    """(latest runs with numeric metric columns, their finished subset, the baseline arm or None)."""
     runs = latest_runs(results)
     if runs.empty:
-        return pd.DataFrame()
+        return runs, runs, None
+    runs = runs.copy()
     for col in METRICS:
         if col not in runs.columns:
             runs[col] = float("nan")
         runs[col] = pd.to_numeric(runs[col], errors="coerce")
     ok = runs[runs["status"].astype(str) == "ok"]
     base_rows = runs[runs["baseline"].map(_is_true)] if "baseline" in runs.columns else runs.iloc[0:0]
-    base_arm = base_rows["arm"].iloc[0] if len(base_rows) else None
+    return runs, ok, (base_rows["arm"].iloc[0] if len(base_rows) else None)
+
+
+def summarize(results: pd.DataFrame, level: float = 0.95, metric: str = DEFAULT_METRIC,
+              target: float = DEFAULT_TARGET) -> pd.DataFrame:  # fmt: skip
+    """One row per arm: runs ok/failed, mean and std of every metric over ok seeds, paired Δ vs the baseline, and
+    the family-wise inference and precision planning of :func:`add_inference` (``metric`` is the primary metric of
+    the verdicts, ``target`` the wanted half-width of its ``level`` interval)."""
+    runs, ok, base_arm = _split(results)
+    if runs.empty:
+        return pd.DataFrame()
     base_ok = ok[ok["arm"] == base_arm]
     rows = []
     for arm in dict.fromkeys(runs["arm"]):  # order of first appearance
@@ -217,12 +332,251 @@ def summarize(results: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
             row[f"{col}_delta_hi"] = delta.hi
             row[f"{col}_delta_n"] = delta.n
             row[f"{col}_delta_p"] = delta.p
+            row[f"{col}_delta_sd"] = delta.sd
         for col in SETTING_COLUMNS:
             if col in arm_runs.columns:
                 values = list(dict.fromkeys(as_strings(arm_runs[col])))
                 row[col] = values[0] if len(values) == 1 else " | ".join(values)
         rows.append(row)
-    return pd.DataFrame(rows)
+    return add_inference(pd.DataFrame(rows), level, metric, target)
+
+
+# per metric, the columns add_inference appends after ``{metric}_delta_sd``
+INFERENCE_COLUMNS = ("delta_p_holm", "delta_adj_lo", "delta_adj_hi", "delta_adj_level", "delta_sig", "delta_half",
+                     "seeds_needed")  # fmt: skip
+VERDICTS = ("better", "worse", "no detectable difference", "undetermined", "failed", "baseline")
+
+
+def _units(metric: str) -> str:
+    return "fraction" if metric in FRACTION_METRICS else metric
+
+
+def check_metric_target(metric: str, target: float) -> tuple[str, float]:
+    """``(metric, target)`` validated: a known metric and a finite target > 0 (ValueError otherwise)."""
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric '{metric}' (choose from {', '.join(METRICS)})")
+    if isinstance(target, bool) or not _finite(target) or float(target) <= 0:
+        raise ValueError(f"target must be a number > 0 (the wanted half-width of the 95% interval), got {target!r}")
+    return metric, float(target)
+
+
+def add_inference(summary: pd.DataFrame, level: float = 0.95, metric: str = DEFAULT_METRIC,
+                  target: float = DEFAULT_TARGET) -> pd.DataFrame:  # fmt: skip
+    """Family-wise inference, precision planning, verdicts and the Pareto set, from the per-arm Δ columns alone.
+
+    Needs per metric ``{m}_delta``, ``{m}_delta_n``, ``{m}_delta_p`` and ``{m}_delta_sd`` (an older summary.csv
+    without ``_delta_sd``: recovered from its ``level`` interval ``_delta_lo``/``_delta_hi``). Adds, per metric:
+
+    - ``{m}_delta_p_holm``: Holm-adjusted p over the arms compared with the baseline that have a p-value (per
+      metric; NaN for the baseline and arms with < 2 paired seeds);
+    - ``{m}_delta_adj_lo``/``_hi``/``_level``: the adjusted interval at the level of :func:`holm_levels`;
+    - ``{m}_delta_sig``: Holm rejects at ``1 - level`` (the adjusted interval excludes 0), False without a p-value;
+    - ``{m}_delta_half``: the half-width of the unadjusted ``level`` interval, i.e. the smallest Δ the current
+      seeds resolve (NaN with < 2 paired seeds);
+    - ``{m}_seeds_needed``: :func:`seeds_needed` for ±``target``, for the metrics in the primary metric's units
+      (the mAP/precision/recall family when the primary is one of them; else the primary alone), else empty.
+
+    and per arm ``verdict`` on the primary metric (one of :data:`VERDICTS`: ``better``/``worse`` when the adjusted
+    interval excludes 0, by the metric's direction; ``no detectable difference`` otherwise; ``undetermined`` with
+    < 2 paired seeds or no baseline; ``failed`` with no finished run), ``pareto`` (:func:`pareto_arms`),
+    ``primary_metric`` and ``target``.
+    """
+    metric, target = check_metric_target(metric, target)
+    if summary.empty:
+        return summary
+    s = summary.copy()
+    alpha = 1.0 - level
+    is_base = [_is_true(v) for v in s["baseline"]]
+    added: dict[str, list[str]] = {}
+    for col in METRICS:
+        if f"{col}_delta" not in s.columns:
+            continue
+        num = {k: pd.to_numeric(s[f"{col}_{k}"], errors="coerce") for k in ("delta", "delta_n", "delta_p")}
+        n = [int(v) if _finite(v) else 0 for v in num["delta_n"]]
+        if f"{col}_delta_sd" not in s.columns:  # a summary.csv written before the SD was stored
+            lo = pd.to_numeric(s.get(f"{col}_delta_lo"), errors="coerce")
+            hi = pd.to_numeric(s.get(f"{col}_delta_hi"), errors="coerce")
+            s[f"{col}_delta_sd"] = [(h - lo_) / 2.0 / t_ppf(0.5 + level / 2.0, k - 1) * math.sqrt(k)
+                                    if k >= 2 and _finite(h) and _finite(lo_) else float("nan")
+                                    for lo_, h, k in zip(lo, hi, n)]  # fmt: skip
+        sd = [float(v) if _finite(v) else float("nan") for v in pd.to_numeric(s[f"{col}_delta_sd"], errors="coerce")]
+        p = [float("nan") if b or k < 2 else float(v) for v, b, k in zip(num["delta_p"], is_base, n)]
+        d = list(num["delta"])
+        levels, p_holm = holm_levels(p, alpha), holm(p)
+        adj_half = [half_width(x, k, lv) if _finite(lv) else float("nan") for x, k, lv in zip(sd, n, levels)]
+        planned = _units(col) == _units(metric)
+        new = {
+            "delta_p_holm": p_holm,
+            "delta_adj_lo": [m - h for m, h in zip(d, adj_half)],
+            "delta_adj_hi": [m + h for m, h in zip(d, adj_half)],
+            "delta_adj_level": levels,
+            "delta_sig": [bool(_finite(a) and a <= alpha) for a in p_holm],
+            "delta_half": [float("nan") if b else half_width(x, k, level) for x, k, b in zip(sd, n, is_base)],
+            "seeds_needed": pd.array([seeds_needed(x, target, level) if planned and not b else None
+                                      for x, b in zip(sd, is_base)], dtype="Int64"),  # fmt: skip
+        }
+        for k, v in new.items():
+            s[f"{col}_{k}"] = v
+        added[f"{col}_delta_sd"] = [f"{col}_{k}" for k in new]
+    s["verdict"] = [_verdict(r, metric) for _, r in s.iterrows()]
+    front = set(pareto_arms(s))
+    s["pareto"] = [a in front for a in s["arm"]]
+    s["primary_metric"], s["target"] = metric, target
+    order: list[str] = []
+    for c in s.columns:
+        if c in order or any(c in v for v in added.values()):
+            continue
+        order.append(c)
+        order += added.get(c, [])
+        if c == "seeds_failed":
+            order += ["verdict", "pareto"]
+    order += [c for c in s.columns if c not in order]
+    return s[order]
+
+
+def _verdict(row, metric: str) -> str:
+    if _is_true(row.get("baseline")):
+        return "baseline"
+    if not int(_num(row.get("n_ok")) or 0):
+        return "failed"
+    if not _finite(row.get(f"{metric}_delta_p_holm")):
+        return "undetermined"
+    if not _is_true(row.get(f"{metric}_delta_sig")):
+        return "no detectable difference"
+    return "better" if (float(row[f"{metric}_delta"]) > 0) == METRICS[metric][1] else "worse"
+
+
+def _num(v) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def pareto_arms(summary: pd.DataFrame, accuracy: str = "map50_95", cost: str = "latency_ms") -> list[str]:
+    """Arms on the Pareto front of mean ``accuracy`` (higher is better) vs mean ``cost`` (lower is better): no other
+    arm is at least as good on both and strictly better on one. Arms without a finished run or without both means
+    are never on it. Means only: the front says nothing about whether the differences exceed the noise."""
+    if summary.empty:
+        return []
+    pts = []
+    for _, r in summary.iterrows():
+        a, c = _num(r.get(f"{accuracy}_mean")), _num(r.get(f"{cost}_mean"))
+        if int(_num(r.get("n_ok")) or 0) > 0 and math.isfinite(a) and math.isfinite(c):
+            pts.append((str(r["arm"]), a, c))
+    return [arm for arm, a, c in pts
+            if not any(a2 >= a and c2 <= c and (a2 > a or c2 < c) for _, a2, c2 in pts)]  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------- precision of a sweep
+@dataclass(frozen=True)
+class ArmPrecision:
+    """Where one arm's Δ on the primary metric stands against a precision target.
+
+    ``status``: ``reached`` (half-width <= target), ``open`` (wider: more seeds), ``too_few`` (< 2 paired seeds:
+    no SD yet, the half-width is ``inf``), ``failed`` (the arm has runs but none finished: more seeds will not help,
+    ``--retry-failed`` may), ``no_baseline`` (no baseline arm, or none of its runs finished: nothing to pair with).
+    """
+
+    arm: str
+    status: str
+    n: int  # paired seeds: finished in both the arm and the baseline with a finite metric
+    delta: float  # mean paired difference arm - baseline (NaN with no pair)
+    sd: float  # SD of the paired differences (NaN with < 2 pairs; 0 when they are identical)
+    half_width: float  # half-width of the current (unadjusted) interval; inf with < 2 pairs
+    seeds_needed: int | None  # paired seeds for ±target at the observed SD (None with < 2 pairs)
+
+    @property
+    def counts(self) -> bool:
+        """Whether this arm takes part in the stopping rule (every arm but ``failed`` and ``no_baseline``)."""
+        return self.status in ("reached", "open", "too_few")
+
+
+@dataclass(frozen=True)
+class PrecisionCheck:
+    """Result of :func:`precision_check`: per arm (baseline excluded) its :class:`ArmPrecision`, and ``done``."""
+
+    metric: str
+    target: float
+    level: float
+    baseline: str | None
+    arms: dict[str, ArmPrecision] = field(default_factory=dict)
+
+    @property
+    def comparable(self) -> int:
+        """Arms that take part in the stopping rule. 0: more seeds alone will not give an answer (no finished
+        baseline, or every arm failed); a runner should stop and report rather than add seeds."""
+        return sum(a.counts for a in self.arms.values())
+
+    @property
+    def done(self) -> bool:
+        """True when at least one arm is comparable and every comparable arm has half-width <= target."""
+        return self.comparable > 0 and all(a.status == "reached" for a in self.arms.values() if a.counts)
+
+    @property
+    def seeds_needed(self) -> int | None:
+        """The most paired seeds any comparable arm needs for ±target at its observed SD (below the current count
+        once reached); None while an arm has < 2 pairs or when none is comparable. A plug-in guide, not a promise."""
+        needs = [a.seeds_needed for a in self.arms.values() if a.counts]
+        if not needs or any(k is None for k in needs):
+            return None
+        return max(needs)
+
+    @property
+    def reason(self) -> str:
+        """One line for a log: why the sweep is done or not."""
+        label = METRICS[self.metric][0]
+        if self.baseline is None or (self.arms and all(a.status == "no_baseline" for a in self.arms.values())):
+            return "no finished baseline run: nothing to pair with"
+        if not self.comparable:
+            return "no arm to compare: every arm other than the baseline failed" if self.arms else "no arm to compare"
+        if self.done:
+            return f"precision reached: every arm's {self.level:.0%} half-width on Δ {label} <= {self.target:g}"
+        wide = [a for a in self.arms.values() if a.status in ("open", "too_few")]
+        parts = [f"{a.arm} ±{a.half_width:.3g} (~{a.seeds_needed} seeds)" if a.status == "open"
+                 else f"{a.arm} has {a.n} paired seed{'s' * (a.n != 1)}" for a in wide]  # fmt: skip
+        return f"Δ {label} wider than ±{self.target:g}: " + ", ".join(parts)
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame([vars(a) for a in self.arms.values()])
+
+
+def precision_check(results: pd.DataFrame, metric: str = DEFAULT_METRIC, target: float = DEFAULT_TARGET,
+                    level: float = 0.95) -> PrecisionCheck:  # fmt: skip
+    """How precisely the latest runs of a sweep pin down each arm's Δ vs the baseline on ``metric``: the stopping
+    rule of a sweep that adds seeds until every interval is ±``target``.
+
+    Per arm (baseline excluded): the seeds paired with the baseline (both finished, finite metric), the SD of the
+    paired differences, the half-width ``t(0.5 + level/2, n-1) · sd / sqrt(n)`` of the *unadjusted* ``level``
+    interval and :func:`seeds_needed`. Edge cases: < 2 paired seeds -> ``too_few``, half-width ``inf`` (never
+    meets a target); zero variance (identical differences on >= 2 seeds) -> half-width 0, ``reached``; an arm with
+    no finished run -> ``failed``, left out of ``done``; no finished baseline -> every arm ``no_baseline`` and
+    ``done`` False. Precision, never significance, decides: stopping once p < 0.05 would inflate false positives.
+    """
+    metric, target = check_metric_target(metric, target)
+    runs, ok, base_arm = _split(results)
+    base_ok = ok[ok["arm"] == base_arm]
+    base_vals = dict(zip(base_ok["seed"], base_ok[metric])) if len(base_ok) else {}
+    arms = {}
+    nan = float("nan")
+    for arm in dict.fromkeys(runs["arm"]) if len(runs) else ():
+        if arm == base_arm:
+            continue
+        arm_ok = ok[ok["arm"] == arm]
+        if not len(arm_ok):
+            arms[arm] = ArmPrecision(arm, "failed", 0, nan, nan, math.inf, None)
+            continue
+        if not base_vals:
+            arms[arm] = ArmPrecision(arm, "no_baseline", 0, nan, nan, math.inf, None)
+            continue
+        d = paired_delta(dict(zip(arm_ok["seed"], arm_ok[metric])), base_vals, level)
+        if d.n < 2:
+            arms[arm] = ArmPrecision(arm, "too_few", d.n, d.mean, nan, math.inf, None)
+            continue
+        half = half_width(d.sd, d.n, level)
+        status = "reached" if half <= target else "open"
+        arms[arm] = ArmPrecision(arm, status, d.n, d.mean, d.sd, half, seeds_needed(d.sd, target, level))
+    return PrecisionCheck(metric, target, level, base_arm, arms)
 
 
 def mixed_settings(results: pd.DataFrame) -> dict[str, list[str]]:
