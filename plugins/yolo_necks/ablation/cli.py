@@ -106,21 +106,50 @@ def ablate_main(argv: list[str]) -> int:
 
 
 def report_main(argv: list[str]) -> int:
-    """``yolo-necks report DIR|results.csv [...]``."""
+    """``yolo-necks report DIR|results.csv [...] [--target 0.005] [--metric map50]``."""
+    usage = "usage: yolo-necks report SWEEP_DIR|results.csv [...] [--target T] [--metric M]"
     if not argv or argv[0] in ("-h", "--help"):
+        from .stats import METRICS
+
         print(
-            "usage: yolo-necks report SWEEP_DIR|results.csv [...]\n\n"
+            f"{usage}\n\n"
             "Regenerate summary.csv, summary.md and pareto.png of each sweep from its results.csv, and print the\n"
-            "summary. Per arm: mean ± std over seeds of every metric, Δ vs the baseline arm paired by seed with a\n"
-            "95% confidence interval from Student's t (n/a with fewer than 2 paired seeds); failed runs listed."
+            "summary. It opens with a verdict per arm (better / worse / no detectable difference on the primary\n"
+            "metric; the Pareto trade-off against latency). Per arm: mean ± std over seeds of every metric, Δ vs\n"
+            "the baseline arm paired by seed with its paired-t p-value, the Holm-adjusted p over the arms compared\n"
+            "with the baseline and an interval consistent with it (n/a with fewer than 2 paired seeds); then how many\n"
+            "seeds a 95% interval of ±target on Δ needs; failed runs listed.\n\n"
+            "  --target T  wanted half-width of the 95% interval of Δ on the primary metric (default: the sweep's\n"
+            "              spec.yaml 'target', else 0.01)\n"
+            "  --metric M  primary metric of the verdict and the planning (default: the spec's 'metric', else\n"
+            f"              map50_95), from: {', '.join(METRICS)}"
         )
         return 0 if argv else 2
     from .report import write_report
 
-    for target in argv:
-        if target.startswith("-"):
-            raise NeckConfigError(f"report: unknown option '{target}'")
-        out = write_report(target)
+    targets, options = [], {}
+    it = iter(argv)
+    for arg in it:
+        key, sep, value = arg.partition("=")
+        if key in ("--target", "--metric"):
+            if not sep:
+                value = next(it, None)
+            if value is None or value.startswith("--"):
+                raise NeckConfigError(f"report: {key} needs a value ({usage})")
+            options[key[2:]] = value
+        elif arg.startswith("-"):
+            raise NeckConfigError(f"report: unknown option '{arg}' ({usage})")
+        else:
+            targets.append(arg)
+    if "target" in options:
+        try:
+            options["target"] = float(options["target"])
+        except ValueError:
+            raise NeckConfigError(f"report: --target must be a number, got '{options['target']}'") from None
+    if not targets:
+        raise NeckConfigError(f"report: give a sweep folder or a results.csv ({usage})")
+    for target in targets:
+        out = write_report(target, **options)
         print(out["markdown"])
         print("written: " + ", ".join(str(p) for p in out["paths"]))
     return 0
@@ -135,8 +164,10 @@ def compare_main(argv: list[str]) -> int:
         print(
             f"{usage}\n\n"
             "Print a side-by-side Markdown table of several sweeps. Each SWEEP is a sweep folder, a results.csv or a\n"
-            "summary.csv. Per sweep and metric: mean ± std over seeds and Δ vs that sweep's baseline (paired 95% CI);\n"
-            "then the difference of the first metric between each sweep and the first one.\n\n"
+            "summary.csv. Per sweep and metric: mean ± std over seeds and Δ vs that sweep's baseline, paired by\n"
+            "seed, with its p-value, the Holm-adjusted p and interval over that sweep's arms (bold where the\n"
+            "interval excludes 0), as in summary.md; then the difference of the first metric between each sweep\n"
+            "and the first one.\n\n"
             "  --out FILE      also write the table to FILE\n"
             f"  --metrics LIST  comma-separated, from: {', '.join(METRICS)}"
         )
