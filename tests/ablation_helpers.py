@@ -1,11 +1,13 @@
 """Helpers of tests/test_ablation.py: a tiny offline YOLO dataset, tiny sweep specs, a stand-in for training.
 
-Also runnable as a script for the hard-kill test::
+Also runnable as a script for the hard-kill tests::
 
-    python tests/ablation_helpers.py kill-at-run N SPEC
+    python tests/ablation_helpers.py kill-at-run N SPEC       # one run at a time, patched training
+    python tests/ablation_helpers.py kill-after-rows N SPEC   # the spec's executor, fake_execute in the workers
 
-runs the sweep with training replaced by :func:`fake_execute` and SIGKILLs its own process when run number ``N``
-(1-based) of this invocation starts, i.e. after ``N - 1`` runs have been recorded.
+The first runs the sweep with training replaced by :class:`FakeTraining` and SIGKILLs its own process when run
+number ``N`` (1-based) of this invocation starts, i.e. after ``N - 1`` runs have been recorded; the second SIGKILLs
+the sweep process once ``N`` rows are recorded, whatever its workers are doing.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 import random
 import signal
 import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -108,17 +111,69 @@ def fake_metrics(plan, spec, offset: float = 0.0) -> dict:
     }
 
 
-FAIL_ARMS_ENV = "YOLO_NECKS_TEST_FAIL_ARMS"
+FAIL_ARMS_ENV = "YOLO_NECKS_TEST_FAIL_ARMS"  # comma-separated arms that fail
+HOLD_ENV = "YOLO_NECKS_TEST_HOLD"  # "arm,arm:FILE": those arms wait until FILE exists
+PID_DIR_ENV = "YOLO_NECKS_TEST_PID_DIR"  # every call writes ARM-sSEED.pid there
+CRASH_ONCE_ENV = "YOLO_NECKS_TEST_CRASH_ONCE"  # a folder: the first attempt of every run SIGKILLs its own process
+WAIT_S = 120.0  # upper bound of any wait in the stand-ins (a stuck test fails instead of hanging)
+
+
+def wait_for(path: Path, what: str) -> None:
+    """Block until ``path`` exists (a file another process creates), failing after :data:`WAIT_S`."""
+    deadline = time.monotonic() + WAIT_S
+    while not Path(path).exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"waited {WAIT_S:.0f} s for {what} ({path})")
+        time.sleep(0.02)
 
 
 def fake_execute(plan, spec, data):
-    """A picklable stand-in for ``run.execute_run`` (worker processes and Ray tasks import it from this module):
-    the arms named in env ``YOLO_NECKS_TEST_FAIL_ARMS`` (comma-separated) fail. It reports the process it ran in."""
+    """A picklable stand-in for ``run.execute_run`` (worker processes and Ray tasks import it from this module),
+    steered by environment variables (see above). It reports the process it ran in as its 'weights'."""
+    name = f"{plan.arm.name}-s{plan.seed}"
+    if os.environ.get(PID_DIR_ENV):
+        (Path(os.environ[PID_DIR_ENV]) / f"{name}.pid").write_text(str(os.getpid()))
+    if os.environ.get(CRASH_ONCE_ENV):
+        marker = Path(os.environ[CRASH_ONCE_ENV]) / f"{name}.attempted"
+        if not marker.exists():
+            marker.write_text(str(os.getpid()))
+            os.kill(os.getpid(), signal.SIGKILL)  # the worker process dies mid-run
+    hold = os.environ.get(HOLD_ENV, "")
+    if hold:
+        arms, _, release = hold.partition(":")
+        if plan.arm.name in arms.split(","):
+            wait_for(Path(release), f"the release of arm {plan.arm.name}")
     if plan.arm.name in os.environ.get(FAIL_ARMS_ENV, "").split(","):
         raise RuntimeError(f"CUDA out of memory (simulated) in arm {plan.arm.name}")
     row = fake_metrics(plan, spec)
     row["weights"] = f"pid {os.getpid()}"
     return row
+
+
+PROBE_DIR_ENV = "YOLO_NECKS_TEST_PROBE_DIR"
+
+
+def probe_pause_execute(plan, spec, data):
+    """Two-arm stand-in that checks the timing pause: arm 'spp' writes its pid and waits; arm 'sppf' waits for that
+    pid, enters the speed guard as a real run does before timing, records the state of the 'spp' process inside it
+    and once out of it, then releases 'spp'."""
+    import psutil
+
+    from yolo_necks.ablation import run
+
+    folder = Path(os.environ[PROBE_DIR_ENV])
+    if plan.arm.name == "spp":
+        (folder / "spp.pid").write_text(str(os.getpid()))
+        wait_for(folder / "release", "the release by the timed arm")
+        return fake_metrics(plan, spec)
+    wait_for(folder / "spp.pid", "the other run to start")
+    other = psutil.Process(int((folder / "spp.pid").read_text()))
+    with run.speed_guard() as guard:
+        inside = other.status()
+    after = other.status()
+    (folder / "states.txt").write_text(f"{inside} {after} {guard['speed_concurrent']}")
+    (folder / "release").write_text("go")
+    return {**fake_metrics(plan, spec), **guard}
 
 
 class FakeTraining:
@@ -134,6 +189,21 @@ class FakeTraining:
         if plan.arm.name in self.fail_arms:
             raise RuntimeError(f"CUDA out of memory (simulated) in arm {plan.arm.name}")
         return fake_metrics(plan, spec, self.offset)
+
+
+def _kill_after_rows(n: int, spec: str) -> int:
+    """A parallel sweep with :func:`fake_execute` that SIGKILLs its own process once ``n`` rows are recorded."""
+    from yolo_necks.ablation import runner
+
+    recorded = []
+
+    def on_run_end(row):
+        recorded.append(row)
+        if len(recorded) == n:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    runner.run_sweep(spec, execute=fake_execute, callbacks={"on_run_end": on_run_end})
+    return 0
 
 
 def _kill_at_run(n: int, spec: str) -> int:
@@ -156,4 +226,6 @@ def _kill_at_run(n: int, spec: str) -> int:
 if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "kill-at-run":
         sys.exit(_kill_at_run(int(sys.argv[2]), sys.argv[3]))
-    sys.exit(f"usage: {sys.argv[0]} kill-at-run N SPEC")
+    if len(sys.argv) == 4 and sys.argv[1] == "kill-after-rows":
+        sys.exit(_kill_after_rows(int(sys.argv[2]), sys.argv[3]))
+    sys.exit(f"usage: {sys.argv[0]} kill-at-run|kill-after-rows N SPEC")

@@ -22,6 +22,7 @@ import contextlib
 import copy
 import math
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -425,14 +426,16 @@ def _execute(prep: Prepared, plans: list[RunPlan], store: ResultsStore, executor
     tasks = [RunTask(p, spec, prep.data_ref or DataRef(prep.data), _base_row(p, prep, env, executor),
                      pretrained_sha=prep.pretrained_sha) for p in plans]  # fmt: skip
     bar = SweepProgress(len(tasks), title, executor.slots)
-    ran = 0
+    ran, started = 0, {}
     events = executor.run(tasks)
     try:
         for event in events:
             if event.kind == "tick":
                 bar.refresh_now()
                 continue
+            key = event.task.plan.config_hash
             if event.kind == "start":
+                started[key] = time.perf_counter()
                 bar.started()
                 for fn in _callbacks(callbacks, "on_run_start"):
                     fn(event.task.plan)
@@ -441,11 +444,10 @@ def _execute(prep: Prepared, plans: list[RunPlan], store: ResultsStore, executor
             store.append(row)
             ran += 1
             ok = row.get("status") == "ok"
-            bar.finished(ok, _seconds(row))
+            seconds = time.perf_counter() - started.pop(key, time.perf_counter())  # worker start-up included
+            bar.finished(ok, seconds)
             where = f" on {row['node']}" if executor.name == "ray" and row.get("node") else ""
-            status = f"done in {_seconds(row):.0f} s" if ok and _seconds(row) == _seconds(row) else "done"
-            if not ok:
-                status = f"FAILED ({row.get('error', '')})"
+            status = f"done in {seconds:.0f} s" if ok else f"FAILED ({row.get('error', '')})"
             bar.clear()
             LOGGER.info(f"{title}: {event.task.label} {status}{where}  [{bar.done} done, {bar.running} running, "
                         f"{bar.failed} failed, {bar.left} left]")  # fmt: skip
@@ -460,17 +462,47 @@ def _execute(prep: Prepared, plans: list[RunPlan], store: ResultsStore, executor
     return ran
 
 
-def _seconds(row: dict) -> float:
-    try:
-        return float(row.get("wall_s"))
-    except (TypeError, ValueError):
-        return float("nan")
+def _latest(store: ResultsStore, plans: list[RunPlan]):
+    """The latest recorded row of each of ``plans`` (a DataFrame; planned runs not recorded yet are absent)."""
+    df = store.frame(warn=False)
+    if not len(df) or "config_hash" not in df.columns:
+        return df
+    df = df[df["config_hash"].isin({p.config_hash for p in plans})]
+    return df.drop_duplicates(subset=["config_hash"], keep="last").reset_index(drop=True)
 
 
 def _adaptive_rounds(prep: Prepared, store: ResultsStore, executor: Executor, env: dict, retry_failed: bool,
                      callbacks: dict | None) -> tuple[list[RunPlan], int]:  # fmt: skip
-    """Seed rounds until precision (see :func:`yolo_necks.ablation.stats.precision_reached`) or ``max`` seeds."""
-    raise NotImplementedError
+    """Rounds of new seeds, every arm with each new seed, until every arm's interval on the primary metric is within
+    the target (:func:`yolo_necks.ablation.stats.precision_check`) or ``max`` seeds are done.
+
+    The rule looks at precision only, never at significance. A round is never split: all arms get the same seeds
+    (a resumed sweep completes a round an interrupted one left partial, because the runs it plans for a seed are
+    the same ones, by hash). Each batch adds as many seeds as the current SD says are still needed, at most as many
+    rounds as the executor runs at once, at least one; raising ``max`` later continues from the seeds done.
+    """
+    from ultralytics.utils import LOGGER
+
+    from .stats import precision_check
+
+    spec, title = prep.spec, _title(prep.spec)
+    policy = spec.adaptive
+    seeds, ran = list(spec.seeds), 0
+    while True:
+        plans = prep.plan(seeds)
+        check = precision_check(_latest(store, plans), spec.metric, policy.target)
+        if check.done or not check.comparable or len(seeds) >= policy.max:
+            why = check.reason if check.done or not check.comparable else \
+                f"stopped at max {policy.max} seeds; {check.reason}"  # fmt: skip
+            LOGGER.info(f"{title}: adaptive seeds: {len(seeds)} seeds; {why}")
+            return plans, ran
+        need = (check.seeds_needed or len(seeds) + 1) - len(seeds)
+        k = max(1, min(need, max(1, executor.slots // max(1, len(spec.arms))), policy.max - len(seeds)))
+        new = list(range(max(seeds) + 1, max(seeds) + 1 + k))
+        LOGGER.info(f"{title}: adaptive seeds: {check.reason}; adding seed{'s' * (k > 1)} "
+                    f"{', '.join(map(str, new))} for every arm")  # fmt: skip
+        seeds += new
+        ran += _execute(prep, _plan_status(prep, prep.plan(new), store, retry_failed), store, executor, env, callbacks)
 
 
 def _frame(store: ResultsStore, plans: list[RunPlan], spec: Spec, summary: str | None, ran: int):

@@ -1,0 +1,354 @@
+"""Tests of the sweep executors: local worker processes, Ray (one instance and a simulated two-node cluster), the
+progress bar and the worker slots. Offline, on the CPU.
+
+The bookkeeping tests run the stand-in :func:`ablation_helpers.fake_execute` inside real worker processes and Ray
+tasks (steered through environment variables, which spawned workers inherit); the equality tests train for real on
+a tiny built-in ``digits`` set (16 images of 64 px, 1 epoch) in fresh processes.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+TESTS = Path(__file__).resolve().parent
+sys.path.insert(0, str(TESTS))
+from ablation_helpers import (  # noqa: E402
+    CRASH_ONCE_ENV,
+    FAIL_ARMS_ENV,
+    HOLD_ENV,
+    PID_DIR_ENV,
+    PROBE_DIR_ENV,
+    fake_execute,
+    make_tiny_dataset,
+    probe_pause_execute,
+    tiny_spec,
+    write_spec,
+)
+
+from yolo_necks.ablation import runner  # noqa: E402
+from yolo_necks.ablation.executors import LocalExecutor, SequentialExecutor, make_executor, plan_slots  # noqa: E402
+from yolo_necks.ablation.spec import Execution, load_spec  # noqa: E402
+
+THREE_ARMS = [
+    {"name": "sppf", "block": "SPPF", "args": [5], "baseline": True},
+    {"name": "spp", "block": "SPP", "args": [[5, 9, 13]]},
+    {"name": "spp3", "block": "SPP", "args": [[3, 5, 7]]},
+]
+
+
+def read_rows(path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> str:
+    return make_tiny_dataset(tmp_path_factory.mktemp("tiny-data"))
+
+
+@pytest.fixture
+def parallel_spec(tmp_path, tiny_data):
+    """A spec file of a sweep run by 2 local worker processes, 1 thread each."""
+
+    def make(**changes) -> str:
+        spec = tiny_spec(tiny_data, tmp_path / "runs", parallel=2, threads_per_run=1, **changes)
+        return write_spec(tmp_path / "spec.yaml", spec)
+
+    return make
+
+
+def assert_each_run_once(sweep: Path, n: int) -> list[dict]:
+    rows = read_rows(sweep / "results.csv")
+    hashes = [r["config_hash"] for r in rows]
+    assert len(rows) == n and len(set(hashes)) == n, [(r["arm"], r["seed"], r["status"]) for r in rows]
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------------- slots
+def test_worker_slots_follow_cores_devices_and_packing():
+    two_cores = plan_slots(Execution(devices=("cpu",)), cores=2, memory=math.inf)
+    assert [(s.device, s.threads, s.cuda_visible) for s in two_cores] == [("cpu", 1, None)] * 2
+    # memory caps 'auto' (about 2.5 GiB a run); explicit threads shrink the runs at once
+    assert len(plan_slots(Execution(devices=("cpu",)), cores=64, memory=6 * 2**30)) == 2
+    assert [s.threads for s in plan_slots(Execution(devices=("cpu",), threads_per_run=4), cores=16,
+                                          memory=math.inf)] == [4] * 4  # fmt: skip
+    assert [s.threads for s in plan_slots(Execution(devices=("cpu",), parallel=3), cores=12)] == [4] * 3
+    gpus = plan_slots(Execution(devices=("0", "1"), runs_per_device=2), cores=16)
+    assert [(s.group, s.device, s.cuda_visible, s.threads) for s in gpus] == [
+        ("0", "0", "0", 4), ("0", "0", "0", 4), ("1", "0", "1", 4), ("1", "0", "1", 4)]  # fmt: skip
+    ddp = plan_slots(Execution(devices=("0,1", "2,3")), cores=8)
+    assert [(s.device, s.cuda_visible) for s in ddp] == [("0,1", "0,1"), ("0,1", "2,3")]
+    assert len(plan_slots(Execution(devices=("0", "1"), runs_per_device=4, parallel=3), cores=8)) == 3
+
+
+def test_the_spec_picks_the_executor(tiny_data, tmp_path):
+    spec = load_spec(tiny_spec(tiny_data, tmp_path, parallel="auto"))
+    assert spec.execution.devices == ("cpu",) and spec.execution.parallel == "auto"
+    executor = make_executor(spec.execution)
+    if (os.cpu_count() or 1) > 1:
+        assert isinstance(executor, LocalExecutor) and executor.slots == min(os.cpu_count(), executor.slots)
+    assert isinstance(make_executor(load_spec(tiny_spec(tiny_data, tmp_path)).execution), SequentialExecutor)
+    pool = load_spec(tiny_spec(tiny_data, tmp_path, device=None, devices=[0, 1, 2, 3]))
+    assert pool.device == "0" and pool.execution.devices == ("0", "1", "2", "3")  # hashes as device 0
+
+
+# -------------------------------------------------------------------------------------------------- progress
+def test_progress_eta_comes_from_finished_runs_durations():
+    import io
+
+    from yolo_necks.ablation.progress import SweepProgress
+
+    bar = SweepProgress(total=10, title="ablate t", slots=2, file=io.StringIO(), disable=False)
+    assert math.isnan(bar.eta_seconds())
+    bar.started(), bar.started()
+    bar.finished(True, 80.0)
+    bar.started()
+    bar.finished(True, 72.0)
+    bar.finished(False, 1.0)  # a failed run's duration does not count while ok runs exist
+    assert (bar.done, bar.failed, bar.running, bar.left) == (2, 1, 0, 7)
+    assert bar.mean_duration == pytest.approx(76.0)
+    assert bar.eta_seconds() == pytest.approx(7 * 76.0 / 2)
+    assert bar._format_rate(0.0) == "76s/run"
+    # the bar's own ETA ((total - n) / rate) is ours
+    assert (bar.total - bar.n) / bar.last_rate == pytest.approx(bar.eta_seconds())
+    assert "2 done, 0 running, 1 failed, 7 left" in bar.desc
+    bar.close()
+
+
+# --------------------------------------------------------------------------------------- local worker processes
+def test_parallel_workers_record_every_run_once_and_a_failing_arm_does_not_stop_the_others(parallel_spec,
+                                                                                           monkeypatch):  # fmt: skip
+    monkeypatch.setenv(FAIL_ARMS_ENV, "spp")
+    path = parallel_spec(seeds=[0, 1], arms=THREE_ARMS)
+    df = runner.run_sweep(path, execute=fake_execute)
+    sweep = Path(path).parent / "runs" / "tiny"
+    rows = assert_each_run_once(sweep, 6)
+    status = {(r["arm"], r["seed"]): r["status"] for r in rows}
+    assert status == {(a, s): ("failed" if a == "spp" else "ok") for a in ("sppf", "spp", "spp3") for s in "01"}
+    assert all("CUDA out of memory (simulated)" in r["error"] for r in rows if r["status"] == "failed")
+    pids = {r["weights"] for r in rows if r["status"] == "ok"}
+    assert len(pids) == 4 and f"pid {os.getpid()}" not in pids  # each run in its own worker process
+    assert {r["executor"] for r in rows} == {"local"} and {r["threads"] for r in rows} == {"1"}
+    assert all(Path(r["run_dir"], "train.log").is_file() for r in rows)  # worker output went to the run's log
+    assert df.attrs["ran"] == 6 and (sweep / "summary.md").is_file()
+
+
+def test_other_runs_on_the_device_are_paused_while_one_is_timed(parallel_spec, tmp_path, monkeypatch):
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    monkeypatch.setenv(PROBE_DIR_ENV, str(probe))
+    runner.run_sweep(parallel_spec(), execute=probe_pause_execute)
+    inside, after, concurrent = (probe / "states.txt").read_text().split()
+    assert (inside, after, concurrent) == ("stopped", "running", "0") or (inside, concurrent) == ("stopped", "0")
+    assert after != "stopped"  # resumed once the timing was over
+    rows = read_rows(Path(parallel_spec()).parent / "runs" / "tiny" / "results.csv")
+    assert {r["arm"]: r["speed_concurrent"] for r in rows}["sppf"] == "0"
+
+
+def test_sigkill_of_the_parallel_sweep_then_resume_loses_and_duplicates_nothing(parallel_spec, tmp_path,
+                                                                                 monkeypatch):  # fmt: skip
+    import psutil
+
+    release = tmp_path / "release"
+    pid_dir = tmp_path / "pids"
+    pid_dir.mkdir()
+    monkeypatch.setenv(HOLD_ENV, f"spp3:{release}")  # spp3 runs stay in their workers until released
+    monkeypatch.setenv(PID_DIR_ENV, str(pid_dir))
+    path = parallel_spec(seeds=[0, 1], arms=THREE_ARMS)
+    sweep = Path(path).parent / "runs" / "tiny"
+    helper = TESTS / "ablation_helpers.py"
+    # 4 runs finish, then both workers hold an spp3 run: the sweep process is killed with them in flight
+    proc = subprocess.run([sys.executable, str(helper), "kill-after-rows", "4", path], capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+    rows = assert_each_run_once(sweep, 4)
+    assert {r["arm"] for r in rows} == {"sppf", "spp"} and {r["status"] for r in rows} == {"ok"}
+    orphans = [psutil.Process(int(p.read_text())) for p in pid_dir.glob("spp3-*.pid") if psutil.pid_exists(
+        int(p.read_text()))]  # fmt: skip
+    gone, alive = psutil.wait_procs(orphans, timeout=30)  # the workers die with the sweep process
+    assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
+    assert not [p for p in os.listdir(sweep) if p.endswith(".tmp")]
+    release.write_text("go")
+    df = runner.run_sweep(path, execute=fake_execute)
+    rows = assert_each_run_once(sweep, 6)
+    assert df.attrs["ran"] == 2 and {r["status"] for r in rows} == {"ok"}
+
+
+def test_ctrl_c_in_parallel_mode_stops_the_workers_and_keeps_finished_rows(parallel_spec, tmp_path, monkeypatch):
+    import psutil
+
+    release = tmp_path / "release"
+    monkeypatch.setenv(HOLD_ENV, f"spp:{release}")
+    path = parallel_spec(seeds=[0, 1])
+    sweep = Path(path).parent / "runs" / "tiny"
+
+    def ctrl_c(row):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_sweep(path, execute=fake_execute, callbacks={"on_run_end": ctrl_c})
+    rows = assert_each_run_once(sweep, 1)
+    assert rows[0]["arm"] == "sppf" and rows[0]["status"] == "ok"
+    assert not [c for c in psutil.Process().children(recursive=True) if c.status() != psutil.STATUS_ZOMBIE
+                and "spawn" in " ".join(c.cmdline())]  # fmt: skip
+    assert (sweep / "summary.md").is_file()  # the report covers what finished
+    release.write_text("go")
+    df = runner.run_sweep(path, execute=fake_execute)
+    assert df.attrs["ran"] == 3
+    assert_each_run_once(sweep, 4)
+
+
+# ------------------------------------------------------------------------------------------------------ Ray
+def _ray_spec(tiny_data, project, **changes) -> dict:
+    return tiny_spec(tiny_data, project, executor="ray", threads_per_run=1, **changes)
+
+
+@pytest.fixture(scope="module")
+def two_node_cluster():
+    """A Ray cluster of two nodes with one CPU each, simulated on this machine; its workers import the test
+    helpers (PYTHONPATH)."""
+    ray = pytest.importorskip("ray")
+    from ray.cluster_utils import Cluster
+
+    saved = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(TESTS), saved) if p)
+    store = 80 * 2**20
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "object_store_memory": store,
+                                                             "include_dashboard": False})  # fmt: skip
+    cluster.add_node(num_cpus=1, object_store_memory=store)
+    try:
+        yield cluster
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+        cluster.shutdown()
+        if saved is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = saved
+
+
+def test_ray_runs_land_on_both_nodes_and_rows_record_the_node(two_node_cluster, tiny_data, tmp_path):
+    spec = _ray_spec(tiny_data, tmp_path / "runs", seeds=[0, 1, 2], ray_address=two_node_cluster.address)
+    df = runner.run_sweep(spec, execute=fake_execute)
+    rows = assert_each_run_once(tmp_path / "runs" / "tiny", 6)
+    assert {r["status"] for r in rows} == {"ok"} and {r["executor"] for r in rows} == {"ray"}
+    node_ids = {r["node_id"] for r in rows}
+    assert len(node_ids) == 2 and all(len(n) == 12 for n in node_ids)  # both nodes trained
+    assert all(r["node"] for r in rows) and all(Path(r["run_dir"], "train.log").is_file() for r in rows)
+    assert df.attrs["ran"] == 6
+
+
+@pytest.mark.parametrize("retries, status", [(1, "ok"), (0, "failed")])
+def test_ray_a_worker_killed_mid_run_is_retried_or_recorded_never_lost(two_node_cluster, tiny_data, tmp_path,
+                                                                       retries, status):  # fmt: skip
+    import ray
+
+    crash = tmp_path / "crash"
+    crash.mkdir()
+    spec = _ray_spec(tiny_data, tmp_path / "runs", ray_address=two_node_cluster.address, max_retries=retries)
+    # the first attempt of every run SIGKILLs its Ray worker process (the env reaches the tasks of this driver)
+    ray.init(address=two_node_cluster.address, runtime_env={"env_vars": {CRASH_ONCE_ENV: str(crash)}},
+             log_to_driver=False)  # fmt: skip
+    try:
+        runner.run_sweep(spec, execute=fake_execute)
+    finally:
+        ray.shutdown()
+    rows = assert_each_run_once(tmp_path / "runs" / "tiny", 2)
+    assert len(list(crash.glob("*.attempted"))) == 2  # every run's first attempt died
+    assert {r["status"] for r in rows} == {status}
+    if status == "failed":
+        assert all("Ray task failed after 0 retries" in r["error"] and "\n" not in r["error"] for r in rows)
+
+
+def test_ray_a_data_yaml_unreadable_on_a_node_fails_that_run_with_one_line(two_node_cluster, tiny_data, tmp_path):
+    import dataclasses
+
+    from yolo_necks.ablation.ray_executor import RayExecutor
+    from yolo_necks.ablation.run import DataRef, RunTask
+
+    spec = load_spec(_ray_spec(tiny_data, tmp_path / "runs", ray_address=two_node_cluster.address))
+    prep = runner.prepare(spec)
+    missing = str(tmp_path / "only-on-the-driver" / "data.yaml")
+    tasks = [RunTask(p, spec, DataRef(missing), {"arm": p.arm.name, "seed": p.seed}) for p in prep.plans]
+    executor = RayExecutor(spec.execution, fake_execute)
+    try:
+        rows = [e.row for e in executor.run(tasks) if e.kind == "end"]
+    finally:
+        executor.close()
+    assert len(rows) == 2 and {r["status"] for r in rows} == {"failed"}
+    for r in rows:
+        assert r["error"].startswith(f"node {r['node']}: data YAML '{missing}' is not readable here")
+        assert "\n" not in r["error"]
+    assert dataclasses.is_dataclass(tasks[0])
+
+
+def test_executor_ray_without_ray_installed_says_how_to_install(tiny_data, tmp_path, monkeypatch):
+    from yolo_necks.errors import NeckConfigError
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    with pytest.raises(NeckConfigError, match=r"pip install 'yolo-necks\[ray\]'"):
+        runner.run_sweep(_ray_spec(tiny_data, tmp_path / "runs"), execute=fake_execute)
+    assert not (tmp_path / "runs" / "tiny" / "results.csv").exists()
+
+
+# ------------------------------------------------------------------------------- same results, any executor
+@pytest.fixture(scope="module")
+def three_executors(tmp_path_factory):
+    """The same tiny digits sweep (2 arms, 1 seed, 1 epoch) run one at a time, by 2 local workers, and as Ray tasks,
+    each through the CLI in a fresh process (training changes process-wide torch settings), 1 thread per run."""
+    root = tmp_path_factory.mktemp("executors")
+    spec = {
+        "name": "same", "project": str(root / "runs"), "model": "yolov8.yaml", "scale": "n",
+        "arms": [{"name": "sppf", "block": "SPPF", "args": [5], "baseline": True},
+                 {"name": "focal", "block": "FocalModulation", "args": [3, 2, 2]}],
+        "data": "digits", "data_params": {"n_train": 16, "n_val": 8, "imgsz": 64}, "epochs": 1, "imgsz": 64,
+        "batch": 4, "seeds": [0], "device": "cpu", "workers": 0, "threads_per_run": 1,
+        "speed": {"warmup": 1, "repeats": 100, "throughput_batch": 2, "throughput_repeats": 2},
+    }  # fmt: skip
+    path = root / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    env = {**os.environ, "YOLO_OFFLINE": "1", "YOLO_NECKS_DATA_DIR": str(root / "data"), "PYTHONUNBUFFERED": "1"}
+    variants = {"sequential": ["parallel=1"], "local": ["parallel=2"]}
+    try:
+        import ray  # noqa: F401
+
+        variants["ray"] = ["executor=ray", "ray_address=local"]
+    except ImportError:
+        pass
+    out = {}
+    for name, extra in variants.items():
+        proc = subprocess.run([sys.executable, "-m", "yolo_necks.cli", "ablate", str(path), f"name={name}", *extra],
+                              capture_output=True, text=True, timeout=900, env=env)  # fmt: skip
+        assert proc.returncode == 0, f"{name}: {proc.stderr[-3000:]}"
+        out[name] = {r["config_hash"]: r for r in read_rows(root / "runs" / name / "results.csv")}
+    return out
+
+
+@pytest.mark.slow
+def test_metrics_and_weights_do_not_depend_on_the_executor(three_executors):
+    import torch
+
+    seq = three_executors["sequential"]
+    assert len(seq) == 2 and {r["status"] for r in seq.values()} == {"ok"}
+    for name, rows in three_executors.items():
+        assert set(rows) == set(seq), name  # same runs, same configuration hashes
+        for h, r in rows.items():
+            assert r["executor"] == name and r["threads"] == "1"
+            for col in ("map50", "map50_95", "precision", "recall", "params", "gflops", "epochs_run"):
+                assert r[col] == seq[h][col], (name, r["arm"], col)  # bit-identical (same text in the CSV)
+            mine = torch.load(r["weights"], map_location="cpu", weights_only=False)["model"].float().state_dict()
+            ref = torch.load(seq[h]["weights"], map_location="cpu", weights_only=False)["model"].float().state_dict()
+            assert mine.keys() == ref.keys()
+            assert all(torch.equal(mine[k], ref[k]) for k in ref), (name, r["arm"])  # the trained weights too
+    if "ray" in three_executors:
+        assert all(r["node"] and r["node_id"] for r in three_executors["ray"].values())
