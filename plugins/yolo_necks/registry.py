@@ -356,7 +356,10 @@ def _self_test(tasks, parse_model) -> None:
         "head": [],
     }
     try:
-        model, _ = parse_model(d, 3, False)
+        import torch
+
+        with torch.random.fork_rng(devices=[]):  # its layers' weight init must not shift the user's seeded stream
+            model, _ = parse_model(d, 3, False)
         probe, after = model[1], model[2]
         expected_c2 = tasks.make_divisible(min(128, 48) * 0.5, 8)
         problems = []
