@@ -17,8 +17,18 @@ pickling see the real class, ultralytics' own names (``SPP``, ``SPPF``, ...) are
 parse exactly as before.
 
 ``parse_model`` itself is wrapped to validate YAML rows before the stock parser sees them: unknown module names (with
-close matches), wrong argument counts or types for our blocks, several inputs to a one-input block. Errors are
-:class:`~yolo_necks.errors.NeckConfigError` with a one-line message naming the file, the layer index and the module.
+close matches), ``from`` indices outside the model, wrong argument counts or types for our blocks, several inputs to a
+one-input block, malformed top-level keys. Errors are :class:`~yolo_necks.errors.NeckConfigError` with a one-line
+message naming the file, the layer index and the module. Whatever the stock parser or the model's first forward pass
+still raises for a malformed YAML becomes the same one-line error (no raw traceback is reachable from a YAML). For that
+we also rely, best effort and without a self-test (if they move, the errors just lose their layer index), on:
+
+4. ``parse_model``'s loop variable ``i`` (the layer being built when it raised, read from the traceback);
+5. ``_initialize_yolo_model(model, cfg, ch, nc, verbose)``, which ``DetectionModel`` and its relatives call to load
+   the YAML and parse it, right before ``__init__`` runs the stride-computation forward pass when the last layer is a
+   ``Detect`` (``SemanticSegment`` for ``SemanticSegmentationModel``). We wrap it to check the keys it reads before
+   parsing, and give the model a one-shot ``forward`` for that pass (found through the ``model`` local of that call, so
+   it also works for the first model of a process, built before :func:`register` wrapped anything).
 """
 
 from __future__ import annotations
@@ -310,14 +320,24 @@ def _install(tasks) -> None:
     if params[:3] != ["d", "ch", "verbose"]:
         raise _compat_error(f"parse_model signature changed to ({', '.join(params)}), expected (d, ch, verbose)")
     _self_test(tasks, parse_model)
+    initialize = _original(tasks, "_initialize_yolo_model")
+    init_code = getattr(initialize, "__code__", None)
 
     def parse_model_with_necks(d, ch, verbose=True):
         rows = validate_model_dict(d, tasks)
+        default_act = getattr(tasks.Conv, "default_act", None)
         try:
             model, save = parse_model(d, ch, verbose)
-        except NeckConfigError as e:
-            raise _with_layer(e, rows, d) from None
+        except Exception as e:
+            if default_act is not None:  # the stock parser restores it only when it returns
+                tasks.Conv.default_act = default_act
+            if isinstance(e, NeckConfigError):
+                raise _with_layer(e, rows, d) from None
+            raise _parse_error(e, rows, d, parse_model.__code__, tasks) from e
         _fix_repeats(model)
+        target = _model_being_initialized(init_code)
+        if target is not None and _runs_stride_forward(target, model, tasks):
+            _guard_first_forward(target, rows, _where(d))
         return model, save
 
     parse_model_with_necks._yolo_necks_wrapper = True
@@ -325,6 +345,8 @@ def _install(tasks) -> None:
     parse_model_with_necks.__doc__ = parse_model.__doc__
     _STATE["parse_model"] = parse_model
     tasks.parse_model = parse_model_with_necks
+    if _init_signature_ok(initialize):
+        tasks._initialize_yolo_model = _wrap_initialize(initialize, tasks)
     safe_load = _original(tasks, "torch_safe_load")
     if safe_load is not None:  # the allow-list is in place now: the lazy hook is no longer needed
         _STATE["torch_safe_load"] = safe_load
@@ -449,51 +471,161 @@ def _known_names(tasks) -> list[str]:
     return sorted(set(names) | set(_BLOCKS))
 
 
+def _where(d) -> str:
+    return str(d.get("yaml_file") or "model YAML") if isinstance(d, dict) else "model YAML"
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_positive_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+
+
+def _check_row_shape(i: int, row, where: str) -> None:
+    if not isinstance(row, (list, tuple)) or len(row) != 4:
+        raise NeckConfigError(f"{where}: layer {i}: expected [from, number, module, args], got {row!r}")
+
+
+def _check_from(f, i: int, prefix: str) -> None:
+    """``from`` must name earlier layers: the parser indexes its channel list with it, the forward pass its outputs.
+
+    Layer ``i`` can read layers ``0..i-1`` or ``-1..-i`` counting back (``-1``: the previous layer, or the input image
+    for layer 0, which can read nothing else).
+    """
+    valid = "-1 (the input image)" if i == 0 else f"0..{i - 1}, or -1..-{i} counting back (-1 = the previous layer)"
+    indices = f if isinstance(f, list) else [f]
+    if isinstance(f, list) and not f:
+        raise NeckConfigError(f"{prefix}: 'from' is an empty list; expected a layer index or a list of them: {valid}")
+    for x in indices:
+        if not _is_int(x):
+            raise NeckConfigError(f"{prefix}: 'from' must be a layer index or a list of them, got {f!r}; valid {valid}")
+        if x != -1 and not (i > 0 and -i <= x < i):
+            raise NeckConfigError(f"{prefix}: 'from' index {x} is out of range; layer {i} can read {valid}")
+
+
+def _check_string_args(args, prefix: str) -> None:
+    """Reject string args that are neither a name (``nc``, ``nearest``) nor a Python literal.
+
+    The stock parser reads string args with ``ast.literal_eval`` and lets anything but a ``ValueError`` escape: such a
+    string would be a raw ``SyntaxError`` from deep inside it.
+    """
+    for j, a in enumerate(args):
+        if not isinstance(a, str) or a.isidentifier():
+            continue
+        try:
+            ast.literal_eval(a)
+        except ValueError:
+            continue
+        except Exception:
+            raise NeckConfigError(
+                f"{prefix}: argument {j} {a!r} is neither a literal (a number, True, None, a list...) nor a name "
+                "(such as nc)"
+            ) from None
+
+
+def _signature_text(cls) -> str:
+    """``Conv(c1, c2, k=1, s=1, ...)``: a built-in module's constructor without annotations, for error messages."""
+    try:
+        params = inspect.signature(cls).parameters.values()
+    except (TypeError, ValueError):
+        return f"{getattr(cls, '__name__', cls)}(...)"
+    text = []
+    for p in params:
+        prefix = "*" if p.kind is p.VAR_POSITIONAL else "**" if p.kind is p.VAR_KEYWORD else ""
+        text.append(f"{prefix}{p.name}" if p.default is p.empty else f"{p.name}={p.default!r}")
+    return f"{cls.__name__}({', '.join(text)})"
+
+
+def _takes_channels(cls) -> bool:
+    """Whether a built-in is ``(c1, c2, ...)``: the parser infers ``c1`` and ``args[0]`` is a channel count."""
+    try:
+        return list(inspect.signature(cls).parameters)[:2] == ["c1", "c2"]
+    except (TypeError, ValueError):
+        return False
+
+
+def _builtin_usage(cls) -> str:
+    note = " (c1 is inferred from the 'from' layer)" if _takes_channels(cls) else ""
+    return f"expected args for {_signature_text(cls)}{note}"
+
+
+def _block_usage(spec: BlockSpec) -> str:
+    params = list(inspect.signature(spec.cls).parameters.values())
+    yaml_names = ["c2"] + [p.name for p in params[2:] if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return f"expected args [{', '.join(yaml_names)}] (c1 is inferred from the 'from' layer)"
+
+
+def _resolve(m: str, tasks):
+    """The class a YAML module name builds (our block for a proxy), or None."""
+    if m.startswith("nn."):
+        cls = getattr(nn, m[3:], None)
+    elif m.startswith("torchvision.ops."):
+        try:
+            import torchvision.ops as ops
+        except Exception:
+            return None
+        cls = getattr(ops, m[16:], None)
+    else:
+        cls = _BLOCKS[m].cls if m in _BLOCKS else vars(tasks).get(m)
+    return cls if isinstance(cls, type) and issubclass(cls, nn.Module) else None
+
+
 def validate_layer(i: int, row, where: str, tasks=None) -> None:
     """Validate one YAML row ``[from, number, module, args]`` (index ``i`` over backbone + head)."""
     tasks = tasks or _tasks()
+    _check_row_shape(i, row, where)
     prefix = f"{where}: layer {i}"
-    if not isinstance(row, (list, tuple)) or len(row) != 4:
-        raise NeckConfigError(f"{prefix}: expected [from, number, module, args], got {row!r}")
     f, n, m, args = row
     if not isinstance(m, str):
         raise NeckConfigError(f"{prefix}: module must be a name, got {m!r}")
     prefix = f"{prefix} ({m})"
     if not isinstance(args, (list, tuple)):
         raise NeckConfigError(f"{prefix}: args must be a list, got {args!r}")
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+    if not _is_int(n) or n < 1:
         raise NeckConfigError(f"{prefix}: number of repeats must be an int >= 1, got {n!r}")
     if m.startswith("nn."):
-        if not isinstance(getattr(nn, m[3:], None), type):
+        if _resolve(m, tasks) is None:
             raise NeckConfigError(f"{prefix}: torch.nn has no module '{m[3:]}'")
-        return
-    if m.startswith("torchvision.ops."):
-        return
+    elif m.startswith("torchvision.ops."):
+        if _resolve(m, tasks) is None:
+            raise NeckConfigError(f"{prefix}: torchvision.ops has no module '{m[16:]}'")
+    elif m not in _BLOCKS and m not in vars(tasks):
+        close = difflib.get_close_matches(m, _known_names(tasks), n=3, cutoff=0.6)
+        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        raise NeckConfigError(
+            f"{prefix}: unknown module '{m}'{hint} (yolo-necks blocks: {', '.join(sorted(_BLOCKS)) or 'none'})"
+        )
+    elif _resolve(m, tasks) is None:
+        raise NeckConfigError(f"{prefix}: '{m}' in ultralytics.nn.tasks is not a layer (an nn.Module class)")
+    _check_from(f, i, prefix)
+    _check_string_args(args, prefix)
     spec = _BLOCKS.get(m)
-    if spec is None:
-        if m not in vars(tasks):
-            close = difflib.get_close_matches(m, _known_names(tasks), n=3, cutoff=0.6)
-            hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-            raise NeckConfigError(
-                f"{prefix}: unknown module '{m}'{hint} (yolo-necks blocks: {', '.join(sorted(_BLOCKS)) or 'none'})"
-            )
+    if spec is not None:
+        _validate_block_args(spec, f, args, prefix)
         return
-    _validate_block_args(spec, f, args, prefix)
+    cls = _resolve(m, tasks)
+    if not m.startswith(("nn.", "torchvision.ops.")) and _takes_channels(cls):
+        c2 = _literal(args[0]) if args else None
+        if not args or not (isinstance(c2, str) or _is_positive_number(c2)):
+            got = f"got {c2!r}" if args else "args are empty"
+            raise NeckConfigError(
+                f"{prefix}: output channels (args[0]) must be a positive number, {got}; {_builtin_usage(cls)}"
+            )
 
 
 def _validate_block_args(spec: BlockSpec, f, args, prefix: str) -> None:
     cls = spec.cls
     sig = inspect.signature(cls)
-    params = list(sig.parameters.values())
-    yaml_names = ["c2"] + [p.name for p in params[2:] if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    usage = f"expected args [{', '.join(yaml_names)}] (c1 is inferred from the 'from' layer)"
-    if not isinstance(f, int) or isinstance(f, bool):
+    usage = _block_usage(spec)
+    if not _is_int(f):
         raise NeckConfigError(f"{prefix}: takes one input, but 'from' is {f!r}; {usage}")
     if not args:
         raise NeckConfigError(f"{prefix}: missing output channels; {usage}")
     values = [_literal(a) for a in args]
     c2 = values[0]
-    if not isinstance(c2, str) and (not isinstance(c2, int) or isinstance(c2, bool) or c2 < 1):
+    if not isinstance(c2, str) and (not _is_int(c2) or c2 < 1):
         raise NeckConfigError(f"{prefix}: output channels (args[0]) must be a positive int, got {c2!r}; {usage}")
     try:
         bound = sig.bind(1, 1, *values[1:])
@@ -509,20 +641,72 @@ def _validate_block_args(spec: BlockSpec, f, args, prefix: str) -> None:
             raise NeckConfigError(f"{prefix}: argument '{name}' expects {expected}, got {value!r}; {usage}")
 
 
-def validate_model_dict(d: dict, tasks=None) -> list:
-    """Validate every row of a model dict before ultralytics' parser builds it; return the rows (backbone + head)."""
-    tasks = tasks or _tasks()
-    where = str(d.get("yaml_file") or "model YAML")
+def _check_sections(d, where: str) -> list:
+    """``backbone`` (non-empty) and ``head`` must be lists of rows; return them concatenated."""
+    if not isinstance(d, dict):
+        raise NeckConfigError(f"{where}: a model YAML must be a mapping with 'backbone' and 'head', got {d!r}")
     rows = []
     for section in ("backbone", "head"):
         part = d.get(section)
-        if part is None:
-            continue
         if not isinstance(part, list):
-            raise NeckConfigError(f"{where}: '{section}' must be a list of [from, number, module, args] rows")
+            got = "it is missing" if section not in d else f"got {part!r}"
+            raise NeckConfigError(f"{where}: '{section}' must be a list of [from, number, module, args] rows; {got}")
         rows.extend(part)
+    if not d["backbone"]:
+        raise NeckConfigError(f"{where}: 'backbone' is empty; expected a list of [from, number, module, args] rows")
+    return rows
+
+
+def _check_top_level(d: dict, rows: list, where: str) -> None:
+    """The keys the stock parser reads before its layer loop: ``nc``, ``scales``/``scale``, the multiples, ..."""
+    nc = d.get("nc")
+    if nc is not None and (not _is_int(nc) or nc < 1):
+        raise NeckConfigError(f"{where}: 'nc' (number of classes) must be an int >= 1, got {nc!r}")
+    if nc is None:
+        for i, row in enumerate(rows):
+            if "nc" in row[3]:
+                raise NeckConfigError(
+                    f"{where}: layer {i} ({row[2]}): args use 'nc', but the YAML sets no 'nc' (number of classes); "
+                    "expected e.g. 'nc: 80' at the top level"
+                )
+    scales = d.get("scales")
+    triple = "[depth, width, max_channels] of positive numbers"
+    if scales:
+        if not isinstance(scales, dict):
+            raise NeckConfigError(f"{where}: 'scales' must map scale letters to {triple}, got {scales!r}")
+        scale = d.get("scale") or next(iter(scales))
+        if scale not in scales:
+            raise NeckConfigError(
+                f"{where}: scale '{scale}' (the letter after the version in the file name) is not in 'scales'; "
+                f"expected one of {', '.join(map(str, scales))}"
+            )
+        value = scales[scale]
+        if not isinstance(value, (list, tuple)) or len(value) != 3 or not all(map(_is_positive_number, value)):
+            raise NeckConfigError(f"{where}: scales['{scale}'] must be {triple}, got {value!r}")
+    else:
+        for key in ("depth_multiple", "width_multiple"):
+            if key in d and not _is_positive_number(d[key]):
+                raise NeckConfigError(f"{where}: '{key}' must be a positive number, got {d[key]!r}")
+    act = d.get("activation")
+    if act and not isinstance(act, str):
+        raise NeckConfigError(f"{where}: 'activation' must be a torch.nn module call such as 'nn.ReLU()', got {act!r}")
+    reg_max = d.get("reg_max")
+    if reg_max is not None and (not _is_int(reg_max) or reg_max < 1):
+        raise NeckConfigError(f"{where}: 'reg_max' must be an int >= 1, got {reg_max!r}")
+
+
+def validate_model_dict(d: dict, tasks=None) -> list:
+    """Validate a model dict before ultralytics' parser builds it; return the rows (backbone + head).
+
+    Everything the stock parser would trip over with a raw exception is checked here where the check is simple and
+    certain; what only its module constructors know is converted afterwards (see :func:`_parse_error`).
+    """
+    tasks = tasks or _tasks()
+    where = _where(d)
+    rows = _check_sections(d, where)
     for i, row in enumerate(rows):
         validate_layer(i, row, where, tasks)
+    _check_top_level(d, rows, where)
     return rows
 
 
@@ -532,11 +716,170 @@ def _with_layer(err: NeckConfigError, rows: list, d: dict) -> NeckConfigError:
     if block is None:
         return err
     name, rest = block
-    where = str(d.get("yaml_file") or "model YAML")
+    where = _where(d)
     for i, (_, _, m, args) in enumerate(rows):
         if m == name and tuple(_literal(a) for a in args[1:]) == rest:
             return NeckConfigError(f"{where}: layer {i} ({name}): {err}")
     return NeckConfigError(f"{where}: {name}: {err}")
+
+
+# ------------------------------------------------------------------------------------- errors past the validation
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0].strip() if text else type(e).__name__
+
+
+def _frame_local(tb, code, name: str):
+    """The value of local ``name`` in the traceback's frame running ``code`` (None if there is none)."""
+    while tb is not None:
+        if tb.tb_frame.f_code is code:
+            return tb.tb_frame.f_locals.get(name)
+        tb = tb.tb_next
+    return None
+
+
+def _parse_error(e: Exception, rows: list, d: dict, parse_code, tasks) -> NeckConfigError:
+    """Turn a raw exception of the stock parser into a one-line error naming the layer it was building.
+
+    What the validation cannot know (the keyword set of every built-in module, which modules take several inputs)
+    the module constructors find out; the parser's loop variable ``i`` tells which row it was.
+    """
+    where = _where(d)
+    reason = f"{type(e).__name__}: {_first_line(e)}"
+    i = _frame_local(e.__traceback__, parse_code, "i")
+    if not _is_int(i) or not 0 <= i < len(rows):
+        act = d.get("activation")
+        if act:  # before its layer loop the parser only evaluates the activation (the rest is validated)
+            return NeckConfigError(
+                f"{where}: 'activation' {act!r} does not build ({reason}); expected a torch.nn module call such as "
+                "'nn.ReLU()' or 'nn.LeakyReLU(0.1)'"
+            )
+        return NeckConfigError(f"{where}: the model does not build ({reason})")
+    f, _, m, _ = rows[i]
+    cls = _resolve(m, tasks)
+    spec = _BLOCKS.get(m)
+    usage = _block_usage(spec) if spec is not None else _builtin_usage(cls) if cls is not None else ""
+    if isinstance(e, TypeError) and isinstance(f, list) and "indices must be integers" in str(e):
+        what = f"takes one input, but 'from' is {f!r}"
+    elif isinstance(e, TypeError) and _is_int(f) and "not iterable" in str(e):
+        what = f"takes several inputs, but 'from' is {f!r}; expected a list of layer indices such as [-1, 6]"
+    else:
+        what = f"does not build from these args ({reason})"
+    return NeckConfigError(f"{where}: layer {i} ({m}): {what}" + (f"; {usage}" if usage else ""))
+
+
+def _model_being_initialized(init_code):
+    """The model whose ``_initialize_yolo_model`` call (our caller, a few frames up) is parsing its YAML, or None."""
+    if init_code is None:
+        return None
+    try:
+        frame = sys._getframe(2)
+    except ValueError:  # called from the bottom of a stack
+        return None
+    for _ in range(6):
+        if frame is None:
+            return None
+        if frame.f_code is init_code:
+            return frame.f_locals.get("model")
+        frame = frame.f_back
+    return None
+
+
+def _runs_stride_forward(model, layers: nn.Sequential, tasks) -> bool:
+    """Whether the model's ``__init__`` runs its stride-computation forward pass once the parse returns."""
+    last = layers[-1] if len(layers) else None
+    for model_class, head_class in (("DetectionModel", "Detect"), ("SemanticSegmentationModel", "SemanticSegment")):
+        model_cls, head_cls = getattr(tasks, model_class, None), getattr(tasks, head_class, None)
+        if model_cls and head_cls and isinstance(model, model_cls) and isinstance(last, head_cls):
+            return True
+    return False
+
+
+def _guard_first_forward(model: nn.Module, rows: list, where: str) -> None:
+    """Give ``model`` a one-shot ``forward`` that turns a failure of its first pass into a one-line error.
+
+    That pass is ultralytics' stride computation in ``__init__``: a YAML whose layers parse but do not fit together
+    (a ``Concat`` of different sizes, a block fed the wrong channels) fails only there. The instance attribute shadows
+    the class's ``forward`` for that single call and removes itself first, so nothing of it outlives ``__init__`` (it
+    is only set when :func:`_runs_stride_forward` says that call comes) and a valid model runs exactly as before.
+    """
+    if "forward" in vars(model):
+        return
+
+    def first_forward(*args, **kwargs):
+        vars(model).pop("forward", None)
+        try:
+            return model.forward(*args, **kwargs)
+        except Exception as e:
+            raise _forward_error(e, model, rows, where, args, kwargs) from e
+
+    vars(model)["forward"] = first_forward
+
+
+def _shapes(x) -> str:
+    if hasattr(x, "shape"):
+        return "x".join(str(s) for s in x.shape)
+    if isinstance(x, (list, tuple)):
+        return "[" + ", ".join(_shapes(v) for v in x) + "]"
+    return type(x).__name__
+
+
+def _forward_error(e: Exception, model: nn.Module, rows: list, where: str, args, kwargs) -> NeckConfigError:
+    """Name the layer where the first forward pass failed, with the shapes it got (found by running it again)."""
+    import torch
+
+    reason = f"{type(e).__name__}: {_first_line(e)}"
+    seen = {}
+
+    def record(layer, inputs):
+        seen["layer"], seen["inputs"] = layer, inputs[0] if inputs else None
+
+    layers = getattr(model, "model", None)
+    handles = [layer.register_forward_pre_hook(record) for layer in layers] if isinstance(layers, nn.Sequential) else []
+    failed = False
+    try:
+        with torch.no_grad():
+            model.forward(*args, **kwargs)
+    except Exception:
+        failed = True
+    finally:
+        for handle in handles:
+            handle.remove()
+    layer = seen.get("layer") if failed else None
+    image = _shapes(args[0]) if args else "an image"
+    i = getattr(layer, "i", None)
+    if not _is_int(i) or not 0 <= i < len(rows):
+        return NeckConfigError(f"{where}: the model's first forward pass (a {image} image) failed ({reason})")
+    m, f = rows[i][2], rows[i][0]
+    return NeckConfigError(
+        f"{where}: layer {i} ({m}): forward pass failed on input {_shapes(seen['inputs'])} from 'from' {f!r} "
+        f"({reason}); its args and the outputs of the layers it reads must fit together (stride check, {image} image)"
+    )
+
+
+def _init_signature_ok(initialize) -> bool:
+    try:
+        return list(inspect.signature(initialize).parameters)[:5] == ["model", "cfg", "ch", "nc", "verbose"]
+    except (TypeError, ValueError):
+        return False
+
+
+def _wrap_initialize(initialize, tasks):
+    """Wrap ``_initialize_yolo_model``: it reads ``backbone[0][2]`` and ``nc`` before the parse, and ``nc`` after."""
+
+    def initialize_with_necks(model, cfg, ch, nc, verbose, *args, **kwargs):
+        d = cfg if isinstance(cfg, dict) else tasks.yaml_model_load(cfg)
+        where = _where(d)
+        rows = _check_sections(d, where)
+        _check_row_shape(0, rows[0], where)
+        if "nc" not in d or (d["nc"] is None and not nc):
+            raise NeckConfigError(f"{where}: the YAML sets no 'nc' (number of classes); expected e.g. 'nc: 80'")
+        return initialize(model, d, ch, nc, verbose, *args, **kwargs)
+
+    initialize_with_necks._yolo_necks_wrapper = True
+    initialize_with_necks.__wrapped__ = initialize
+    initialize_with_necks.__doc__ = initialize.__doc__
+    return initialize_with_necks
 
 
 def _fix_repeats(model: nn.Module) -> None:
