@@ -144,6 +144,8 @@ MALFORMED = {
     "bool-for-int": ("[-1, 1, FocalModulation, [1024, 3, True]]", "argument 'focal_level' expects int, got True"),
     "float-for-int": ("[-1, 1, DyCAConv, [1024, 3.5]]", "argument 'k' expects int, got 3.5"),
     "several-inputs": ("[[-1, 6], 1, DyCAConv, [1024]]", "takes one input, but 'from' is [-1, 6]"),
+    "from-out-of-range": ("[99, 1, DyCAConv, [1024]]", "'from' index 99 is out of range; layer 9 can read 0..8, or"),
+    "from-out-of-range-builtin": ("[-20, 1, SPPF, [1024, 5]]", "'from' index -20 is out of range; layer 9 can read"),
     "missing-c2": ("[-1, 1, SKConv, []]", "missing output channels"),
     "negative-c2": ("[-1, 1, SKConv, [-8]]", "output channels (args[0]) must be a positive int"),
     "bad-pool-value": ("[-1, 1, DyCAConv, [1024, 3, 1, 32, median]]", "pool"),
