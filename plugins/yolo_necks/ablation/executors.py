@@ -185,7 +185,7 @@ class LocalExecutor(Executor):
                 while queue and free:
                     slot, task = free.pop(0), queue.popleft()
                     task = replace(task, device=slot.device, threads=slot.threads,
-                                   row={**task.row, "device": slot.group, "threads": slot.threads})  # fmt: skip
+                                   row={**task.row, "run_device": slot.group, "threads": slot.threads})  # fmt: skip
                     parent_conn, child_conn = ctx.Pipe()
                     proc = ctx.Process(target=worker_main, args=(task, slot, child_conn, self.execute, os.getpid()),
                                        name=f"yolo-necks {task.label}")  # fmt: skip

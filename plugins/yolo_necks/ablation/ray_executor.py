@@ -192,7 +192,7 @@ def ray_entry(task: RunTask, execute: Callable | None, threads: int, gpu: bool, 
     gpu_ids = [str(i) for i in ray.get_gpu_ids()] if gpu else []
     device = ",".join(str(i) for i in range(len(gpu_ids))) if gpu_ids else "cpu"  # Ray set CUDA_VISIBLE_DEVICES
     row = {**task.row, "node": node_name(), "node_id": ctx.get_node_id()[:12], "executor": "ray", "threads": threads,
-           "device": ",".join(gpu_ids) if gpu_ids else task.row.get("device", "cpu")}  # fmt: skip
+           "run_device": ",".join(gpu_ids) if gpu_ids else "cpu"}  # fmt: skip
     if gpu and not gpu_ids:
         return {**row, "status": "failed", "error": f"node {node_name()}: Ray gave this run no GPU", "finished_at": now()}
     folder = _marker_dir(sweep_key)

@@ -313,7 +313,7 @@ def run_task(task: RunTask, execute: Callable | None = None) -> dict[str, Any]:
     :func:`execute_run` (same signature); by default the module attribute is looked up at call time."""
     plan = task.plan
     spec = task.spec if task.device is None else replace(task.spec, device=task.device)
-    row = {**task.row, "node": node_name(), "started_at": now()}
+    row = {"run_device": spec.device, **task.row, "node": node_name(), "started_at": now()}
     if task.threads:
         row["threads"] = task.threads
     t0, c0 = time.perf_counter(), _cpu_seconds()

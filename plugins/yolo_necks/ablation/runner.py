@@ -114,7 +114,8 @@ def resolve_checkpoint(spec: Spec) -> tuple[str, str]:
     """(local path, full sha256) of the spec's pretrained checkpoint; a weights name is fetched by ultralytics."""
     given = str(spec.pretrained)
     path = Path(given).expanduser()
-    if not path.is_file() and not path.is_absolute() and path.parent == Path("."):
+    bare = not path.is_file() and not path.is_absolute() and path.parent == Path(".")
+    if bare:  # a weights name: ultralytics fetches its own release assets (yolov8n.pt, ...) where online
         from ultralytics.utils.downloads import attempt_download_asset
 
         try:
@@ -123,7 +124,9 @@ def resolve_checkpoint(spec: Spec) -> tuple[str, str]:
             raise NeckConfigError(f"{spec.source}: key 'pretrained': '{given}' is not a file here and could not be "
                                   f"downloaded ({one_line(e)})") from None  # fmt: skip
     if not path.is_file():
-        raise NeckConfigError(f"{spec.source}: key 'pretrained': checkpoint '{given}' not found")
+        how = " nor weights ultralytics could download (offline, or not one of its weights names)" if bare else ""
+        raise NeckConfigError(f"{spec.source}: key 'pretrained': checkpoint '{given}' not found (not a file here"
+                              f"{how})")  # fmt: skip
     return str(path.resolve()), file_sha(path, None)
 
 

@@ -41,7 +41,8 @@ METRICS: dict[str, tuple[str, bool, str]] = {
 }
 # settings that every run of a comparable sweep shares; the summary warns when they differ
 SETTING_COLUMNS = ("model", "scale", "data", "data_params", "epochs", "imgsz", "batch", "train_args", "device",
-                   "reduced", "speed_dtype", "speed_device", "speed_repeats", "throughput_batch")  # fmt: skip
+                   "reduced", "speed_dtype", "speed_device", "speed_repeats", "throughput_batch", "pretrained_sha",
+                   "freeze")  # fmt: skip
 # the primary metric of verdicts and precision planning, and the default target half-width of its 95% interval
 DEFAULT_METRIC = "map50_95"
 DEFAULT_TARGET = 0.01

@@ -31,7 +31,7 @@ COLUMNS = [
     "throughput_batch", "throughput_repeats", "speed_threads", "speed_concurrent",
     "imgsz", "batch", "workers", "model", "scale", "data", "data_params", "train_args", "reduced",
     "pretrained", "pretrained_sha", "transferred", "scratch_layers", "freeze",
-    "device", "device_name", "threads", "executor", "node", "node_id",
+    "device", "device_name", "run_device", "threads", "executor", "node", "node_id",
     "torch", "ultralytics", "yolo_necks", "python", "git_commit",
     "config_hash", "run_dir", "weights", "model_yaml", "started_at", "finished_at",
 ]  # fmt: skip
