@@ -1,8 +1,8 @@
 """Start-up hook of yolo-necks, imported by ``yolo_necks_autoload.pth`` in every Python process.
 
 It must stay tiny: it imports neither torch nor ultralytics. It only installs an import hook that waits for
-``ultralytics.nn.tasks`` to be imported; then it wraps the two entry points that need our blocks (``parse_model``
-and ``torch_safe_load``) with thin functions that call ``yolo_necks.register()`` on first use. Because the hook
+``ultralytics.nn.tasks`` to be imported; then it wraps the entry points that need our blocks (``parse_model``,
+``torch_safe_load`` and ``_initialize_yolo_model``, which reads the YAML before parsing it) with thin functions that call ``yolo_necks.register()`` on first use. Because the hook
 lives in a ``.pth`` file, it also reaches the worker processes ultralytics spawns for DDP training.
 
 Set ``YOLO_NECKS_AUTOLOAD=0`` to switch it off.
@@ -45,7 +45,7 @@ def _lazy(name, tasks):
 
 
 def _patch(tasks):
-    for name in ("parse_model", "torch_safe_load"):
+    for name in ("parse_model", "torch_safe_load", "_initialize_yolo_model"):
         _lazy(name, tasks)
 
 

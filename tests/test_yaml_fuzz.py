@@ -435,6 +435,29 @@ def test_forward_error_in_a_fresh_process_without_register(tmp_path):
     assert msg.startswith(f"{path}: layer 11 (Concat): forward pass failed on input [1x256x16x16, 1x256x8x8]")
 
 
+@pytest.mark.parametrize("change, expected", [
+    (lambda d: d.pop("backbone"), "'backbone' must be a list of [from, number, module, args] rows; it is missing"),
+    (lambda d: d.__setitem__("backbone", []), "'backbone'"),
+])  # fmt: skip
+def test_keys_read_before_parsing_in_a_fresh_process_without_register(tmp_path, change, expected):
+    """ultralytics reads 'backbone' and 'nc' before it parses; the start-up hook wraps that step too, so even the
+    first model of a process (before register() ran) gets the one-line error."""
+    d = yaml.safe_load((YAML_DIR / "yolov8-focal.yaml").read_text())
+    change(d)
+    path = tmp_path / "yolov8n-x.yaml"
+    path.write_text(yaml.safe_dump(d, sort_keys=False))
+    code = (
+        "import json\n"
+        "from ultralytics.nn.tasks import DetectionModel\n"
+        f"try:\n    DetectionModel({str(path)!r}, verbose=False)\n"
+        "except Exception as e:\n    print(json.dumps([type(e).__name__, str(e)]))\n"
+    )
+    r = run_py(code)
+    assert r.returncode == 0, r.stderr[-2000:]
+    kind, msg = json.loads(r.stdout.strip().splitlines()[-1])
+    assert kind == "NeckConfigError" and msg.startswith(str(path)) and expected in msg and "\n" not in msg
+
+
 STOCK_WEIGHTS_CODE = """
 import hashlib, json, sys, torch
 from ultralytics.nn.tasks import DetectionModel, SegmentationModel, PoseModel, SemanticSegmentationModel

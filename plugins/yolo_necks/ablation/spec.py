@@ -524,9 +524,16 @@ def _find_file(path: str, spec_dir: Path) -> Path | None:
     return None
 
 
+MAX_SEEDS = 1000
+
+
 def _seeds(source: str, value: Any) -> list[int]:
     if isinstance(value, int) and not isinstance(value, bool):
-        value = list(range(_int(source, "seeds", value)))
+        n = _int(source, "seeds", value)
+        if n > MAX_SEEDS:
+            raise NeckConfigError(f"{source}: key 'seeds': {n} seeds is more than {MAX_SEEDS}; is that a seed value? "
+                                  f"use a list like [{n}]")  # fmt: skip
+        value = list(range(n))
     if isinstance(value, tuple):
         value = list(value)
     if not isinstance(value, list) or not value:
@@ -638,8 +645,13 @@ def _speed(source: str, value: Any) -> SpeedSettings:
         throughput_batch=_int(source, "speed.throughput_batch", d["throughput_batch"]),
         throughput_repeats=_int(source, "speed.throughput_repeats", d["throughput_repeats"]),
         dtype=dtype,
-        device=None if dev is None else resolve_device(dev),
+        device=None if dev is None else _speed_device(source, dev),
     )
+
+
+def _speed_device(source: str, dev: Any) -> str:
+    text = resolve_device(dev)
+    return text if text == "cpu" else check_device_string(source, "speed.device", text)
 
 
 def _number(source: str, key: str, value: Any, minimum: float, allow_none: bool = False, strict: bool = False):
@@ -690,6 +702,8 @@ def _seed_policy(source: str, value: Any, target: float) -> tuple[list[int], See
                                   f"{_suggest(k, ('min', 'max', 'target'))}")  # fmt: skip
     lo = _int(source, "seeds.min", value.get("min", 3), 2)
     hi = _int(source, "seeds.max", value.get("max", max(20, lo)), lo)
+    if hi > MAX_SEEDS:
+        raise NeckConfigError(f"{source}: key 'seeds.max': at most {MAX_SEEDS}, got {hi}")
     tgt = _number(source, "seeds.target", value.get("target", target), 0.0, strict=True)
     return list(range(lo)), SeedPolicy(lo, hi, tgt)
 
@@ -741,7 +755,7 @@ def _validate(d: dict, source: str, spec_dir: Path, select: list[str] | None = N
     from .stats import METRICS
 
     metric = d["metric"]
-    if metric not in METRICS:
+    if not isinstance(metric, str) or metric not in METRICS:
         raise NeckConfigError(f"{source}: key 'metric': unknown metric {metric!r}{_suggest(metric, METRICS)} "
                               f"(choose from {', '.join(METRICS)})")  # fmt: skip
     target = _number(source, "target", d["target"], 0.0, strict=True)
