@@ -336,7 +336,11 @@ def test_autoload_reaches_distributed_workers(tmp_path):
     script = tmp_path / "worker.py"
     script.write_text(
         "import os, torch.distributed as dist\n"
-        "dist.init_process_group('gloo')\n" + BUILD_FOCAL.replace("print(", "print(os.environ['RANK'], ")
+        "dist.init_process_group('gloo')\n"
+        "from ultralytics.nn.tasks import DetectionModel\n"
+        "m = DetectionModel('model_yamls/yolov8n-focal.yaml', verbose=False)\n"
+        # one write per worker: the unbuffered prints of two processes can interleave on the shared pipe
+        "os.write(1, f\"{os.environ['RANK']} {type(m.model[9]).__name__}\\n\".encode())\n"
         + "dist.barrier()\ndist.destroy_process_group()\n"
     )
     r = run_cmd(
