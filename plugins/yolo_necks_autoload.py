@@ -2,8 +2,9 @@
 
 It must stay tiny: it imports neither torch nor ultralytics. It only installs an import hook that waits for
 ``ultralytics.nn.tasks`` to be imported; then it wraps the entry points that need our blocks (``parse_model``,
-``torch_safe_load`` and ``_initialize_yolo_model``, which reads the YAML before parsing it) with thin functions that call ``yolo_necks.register()`` on first use. Because the hook
-lives in a ``.pth`` file, it also reaches the worker processes ultralytics spawns for DDP training.
+``torch_safe_load`` and ``_initialize_yolo_model``, which reads the YAML before parsing it) with thin functions
+that call ``yolo_necks.register()`` on first use. Because the hook lives in a ``.pth`` file, it also reaches the
+worker processes ultralytics spawns for DDP training.
 
 Set ``YOLO_NECKS_AUTOLOAD=0`` to switch it off.
 """

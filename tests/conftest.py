@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 YAML_DIR = ROOT / "model_yamls"
 
 os.environ.setdefault("YOLO_OFFLINE", "1")  # ultralytics: skip online checks and downloads at once
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the tests' helper modules (ablation_helpers)
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +38,26 @@ def tiny_data(tmp_session) -> Path:
     from yolo_necks.datasets import resolve_data
 
     return Path(resolve_data("digits", root=tmp_session / "datasets", n_train=16, n_val=8, imgsz=64, seed=0))
+
+
+@pytest.fixture(scope="session")
+def rect_data(tmp_session) -> str:
+    """A tiny YOLO dataset of coloured rectangles (8 train / 4 val images of 64 px, 2 classes), built once; its YAML."""
+    from ablation_helpers import make_tiny_dataset
+
+    return make_tiny_dataset(tmp_session / "rect-data")
+
+
+@pytest.fixture
+def spec_file(tmp_path, rect_data):
+    """``make(**changes)`` writes a tiny sweep spec (``ablation_helpers.tiny_spec`` on ``rect_data``, sweep folder
+    ``tmp_path/runs/tiny``) to ``tmp_path/spec.yaml`` and returns its path."""
+    from ablation_helpers import tiny_spec, write_spec
+
+    def make(**changes) -> str:
+        return write_spec(tmp_path / "spec.yaml", tiny_spec(rect_data, tmp_path / "runs", **changes))
+
+    return make
 
 
 def run_py(code: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:

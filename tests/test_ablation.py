@@ -20,12 +20,12 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ablation_helpers import FakeTraining, make_tiny_dataset, tiny_spec, write_spec  # noqa: E402
+from ablation_helpers import FakeTraining, tiny_spec, write_spec  # noqa: E402
 
 from yolo_necks.ablation import run as run_module  # noqa: E402
 from yolo_necks.ablation import runner  # noqa: E402
 from yolo_necks.ablation.cli import ablate_help  # noqa: E402
-from yolo_necks.ablation.report import compare, write_report  # noqa: E402
+from yolo_necks.ablation.report import compare  # noqa: E402
 from yolo_necks.ablation.spec import DEFAULT_SPEC, KEYS, load_spec, parse_overrides  # noqa: E402
 from yolo_necks.ablation.stats import paired_delta, summarize, t_ppf  # noqa: E402
 from yolo_necks.cli import main as cli_main  # noqa: E402
@@ -37,19 +37,6 @@ REQUIRED_COLUMNS = (
     "latency_p90_ms throughput_ips imgsz batch device torch ultralytics yolo_necks git_commit config_hash run_dir "
     "speed_device speed_dtype speed_repeats speed_warmup throughput_batch reduced"
 ).split()
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory) -> str:
-    return make_tiny_dataset(tmp_path_factory.mktemp("tiny-data"))
-
-
-@pytest.fixture
-def spec_file(tmp_path, tiny_data):
-    def make(**changes) -> str:
-        return write_spec(tmp_path / "spec.yaml", tiny_spec(tiny_data, tmp_path / "runs", **changes))
-
-    return make
 
 
 def read_rows(path) -> list[dict]:
@@ -174,7 +161,7 @@ def test_help_explains_every_key(capsys):
 
 
 # ------------------------------------------------------------------------------------------------------- arms
-def test_arm_yamls_keep_the_sppf_wiring_and_carry_the_scale(tmp_path, tiny_data):
+def test_arm_yamls_keep_the_sppf_wiring_and_carry_the_scale(tmp_path, rect_data):
     from ultralytics.nn.tasks import DetectionModel, guess_model_scale, yaml_model_load
 
     from yolo_necks.ablation.variants import build_arms
@@ -182,7 +169,7 @@ def test_arm_yamls_keep_the_sppf_wiring_and_carry_the_scale(tmp_path, tiny_data)
     custom = tmp_path / "my-net.yaml"
     base = yaml_model_load("yolov8n.yaml")
     custom.write_text(yaml.safe_dump({k: v for k, v in base.items() if k not in ("yaml_file", "scale")}))
-    spec = load_spec(tiny_spec(tiny_data, tmp_path, model="yolo11.yaml", scale="s", arms=[
+    spec = load_spec(tiny_spec(rect_data, tmp_path, model="yolo11.yaml", scale="s", arms=[
         {"name": "sppf", "block": "SPPF", "args": [5], "baseline": True},
         {"name": "spp", "block": "SPP", "args": [[3, 5, 7]]},
         {"name": "mine", "yaml": str(custom), "scale": "n"},
@@ -421,10 +408,10 @@ def test_report_regenerates_from_results_csv(spec_file, capsys):
     assert cli_main(["report", str(sweep / "nope")]) == 2
 
 
-def test_compare_puts_sweeps_side_by_side(tmp_path, tiny_data, capsys):
+def test_compare_puts_sweeps_side_by_side(tmp_path, rect_data, capsys):
     paths = []
     for name, offset in (("a", 0.0), ("b", 0.05)):
-        spec = write_spec(tmp_path / f"{name}.yaml", tiny_spec(tiny_data, tmp_path / "runs", name=name, seeds=[0, 1]))
+        spec = write_spec(tmp_path / f"{name}.yaml", tiny_spec(rect_data, tmp_path / "runs", name=name, seeds=[0, 1]))
         with mock.patch.object(run_module, "execute_run", FakeTraining(offset=offset)):
             runner.run_sweep(spec)
         paths.append(tmp_path / "runs" / name)

@@ -14,7 +14,7 @@ from unittest import mock
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ablation_helpers import fake_metrics, make_tiny_dataset, tiny_spec, write_spec  # noqa: E402
+from ablation_helpers import fake_metrics  # noqa: E402
 
 from yolo_necks.ablation import run as run_module  # noqa: E402
 from yolo_necks.ablation import runner  # noqa: E402
@@ -59,17 +59,10 @@ def expected_seeds(target: float, lo: int, hi: int) -> int:
     return hi
 
 
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory) -> str:
-    return make_tiny_dataset(tmp_path_factory.mktemp("tiny-data"))
-
-
 @pytest.fixture
-def spec_file(tmp_path, tiny_data):
-    def make(**changes) -> str:
-        return write_spec(tmp_path / "spec.yaml", tiny_spec(tiny_data, tmp_path / "runs", **{"arms": ARMS, **changes}))
-
-    return make
+def spec_file(spec_file):
+    """The shared tiny spec with this file's three arms."""
+    return lambda **changes: spec_file(**{"arms": ARMS, **changes})
 
 
 def seeds_by_arm(path: str) -> dict[str, list[int]]:

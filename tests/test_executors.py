@@ -28,10 +28,8 @@ from ablation_helpers import (  # noqa: E402
     PID_DIR_ENV,
     PROBE_DIR_ENV,
     fake_execute,
-    make_tiny_dataset,
     probe_pause_execute,
     tiny_spec,
-    write_spec,
 )
 
 from yolo_necks.ablation import runner  # noqa: E402
@@ -50,20 +48,10 @@ def read_rows(path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory) -> str:
-    return make_tiny_dataset(tmp_path_factory.mktemp("tiny-data"))
-
-
 @pytest.fixture
-def parallel_spec(tmp_path, tiny_data):
-    """A spec file of a sweep run by 2 local worker processes, 1 thread each."""
-
-    def make(**changes) -> str:
-        spec = tiny_spec(tiny_data, tmp_path / "runs", parallel=2, threads_per_run=1, **changes)
-        return write_spec(tmp_path / "spec.yaml", spec)
-
-    return make
+def parallel_spec(spec_file):
+    """The shared tiny spec, run by 2 local worker processes, 1 thread each."""
+    return lambda **changes: spec_file(**{"parallel": 2, "threads_per_run": 1, **changes})
 
 
 def assert_each_run_once(sweep: Path, n: int) -> list[dict]:
@@ -90,14 +78,14 @@ def test_worker_slots_follow_cores_devices_and_packing():
     assert len(plan_slots(Execution(devices=("0", "1"), runs_per_device=4, parallel=3), cores=8)) == 3
 
 
-def test_the_spec_picks_the_executor(tiny_data, tmp_path):
-    spec = load_spec(tiny_spec(tiny_data, tmp_path, parallel="auto"))
+def test_the_spec_picks_the_executor(rect_data, tmp_path):
+    spec = load_spec(tiny_spec(rect_data, tmp_path, parallel="auto"))
     assert spec.execution.devices == ("cpu",) and spec.execution.parallel == "auto"
     executor = make_executor(spec.execution)
     if (os.cpu_count() or 1) > 1:
         assert isinstance(executor, LocalExecutor) and executor.slots == min(os.cpu_count(), executor.slots)
-    assert isinstance(make_executor(load_spec(tiny_spec(tiny_data, tmp_path)).execution), SequentialExecutor)
-    pool = load_spec(tiny_spec(tiny_data, tmp_path, device=None, devices=[0, 1, 2, 3]))
+    assert isinstance(make_executor(load_spec(tiny_spec(rect_data, tmp_path)).execution), SequentialExecutor)
+    pool = load_spec(tiny_spec(rect_data, tmp_path, device=None, devices=[0, 1, 2, 3]))
     assert pool.device == "0" and pool.execution.devices == ("0", "1", "2", "3")  # hashes as device 0
 
 
@@ -208,8 +196,8 @@ def test_ctrl_c_in_parallel_mode_stops_the_workers_and_keeps_finished_rows(paral
 
 
 # ------------------------------------------------------------------------------------------------------ Ray
-def _ray_spec(tiny_data, project, **changes) -> dict:
-    return tiny_spec(tiny_data, project, executor="ray", threads_per_run=1, **changes)
+def _ray_spec(rect_data, project, **changes) -> dict:
+    return tiny_spec(rect_data, project, executor="ray", threads_per_run=1, **changes)
 
 
 @pytest.fixture(scope="module")
@@ -237,8 +225,8 @@ def two_node_cluster():
             os.environ["PYTHONPATH"] = saved
 
 
-def test_ray_runs_land_on_both_nodes_and_rows_record_the_node(two_node_cluster, tiny_data, tmp_path):
-    spec = _ray_spec(tiny_data, tmp_path / "runs", seeds=[0, 1, 2], ray_address=two_node_cluster.address)
+def test_ray_runs_land_on_both_nodes_and_rows_record_the_node(two_node_cluster, rect_data, tmp_path):
+    spec = _ray_spec(rect_data, tmp_path / "runs", seeds=[0, 1, 2], ray_address=two_node_cluster.address)
     df = runner.run_sweep(spec, execute=fake_execute)
     rows = assert_each_run_once(tmp_path / "runs" / "tiny", 6)
     assert {r["status"] for r in rows} == {"ok"} and {r["executor"] for r in rows} == {"ray"}
@@ -249,13 +237,13 @@ def test_ray_runs_land_on_both_nodes_and_rows_record_the_node(two_node_cluster, 
 
 
 @pytest.mark.parametrize("retries, status", [(1, "ok"), (0, "failed")])
-def test_ray_a_worker_killed_mid_run_is_retried_or_recorded_never_lost(two_node_cluster, tiny_data, tmp_path,
+def test_ray_a_worker_killed_mid_run_is_retried_or_recorded_never_lost(two_node_cluster, rect_data, tmp_path,
                                                                        retries, status):  # fmt: skip
     import ray
 
     crash = tmp_path / "crash"
     crash.mkdir()
-    spec = _ray_spec(tiny_data, tmp_path / "runs", ray_address=two_node_cluster.address, max_retries=retries)
+    spec = _ray_spec(rect_data, tmp_path / "runs", ray_address=two_node_cluster.address, max_retries=retries)
     # the first attempt of every run SIGKILLs its Ray worker process (the env reaches the tasks of this driver)
     ray.init(address=two_node_cluster.address, runtime_env={"env_vars": {CRASH_ONCE_ENV: str(crash)}},
              log_to_driver=False)  # fmt: skip
@@ -270,13 +258,13 @@ def test_ray_a_worker_killed_mid_run_is_retried_or_recorded_never_lost(two_node_
         assert all("Ray task failed after 0 retries" in r["error"] and "\n" not in r["error"] for r in rows)
 
 
-def test_ray_a_data_yaml_unreadable_on_a_node_fails_that_run_with_one_line(two_node_cluster, tiny_data, tmp_path):
+def test_ray_a_data_yaml_unreadable_on_a_node_fails_that_run_with_one_line(two_node_cluster, rect_data, tmp_path):
     import dataclasses
 
     from yolo_necks.ablation.ray_executor import RayExecutor
     from yolo_necks.ablation.run import DataRef, RunTask
 
-    spec = load_spec(_ray_spec(tiny_data, tmp_path / "runs", ray_address=two_node_cluster.address))
+    spec = load_spec(_ray_spec(rect_data, tmp_path / "runs", ray_address=two_node_cluster.address))
     prep = runner.prepare(spec)
     missing = str(tmp_path / "only-on-the-driver" / "data.yaml")
     tasks = [RunTask(p, spec, DataRef(missing), {"arm": p.arm.name, "seed": p.seed}) for p in prep.plans]
@@ -292,12 +280,26 @@ def test_ray_a_data_yaml_unreadable_on_a_node_fails_that_run_with_one_line(two_n
     assert dataclasses.is_dataclass(tasks[0])
 
 
-def test_executor_ray_without_ray_installed_says_how_to_install(tiny_data, tmp_path, monkeypatch):
+def test_ray_ctrl_c_cancels_what_is_pending_and_keeps_finished_rows(two_node_cluster, rect_data, tmp_path):
+    spec = _ray_spec(rect_data, tmp_path / "runs", seeds=[0, 1, 2], ray_address=two_node_cluster.address)
+
+    def ctrl_c(row):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_sweep(spec, execute=fake_execute, callbacks={"on_run_end": ctrl_c})
+    assert_each_run_once(tmp_path / "runs" / "tiny", 1)  # the finished row, nothing of the cancelled tasks
+    df = runner.run_sweep(spec, execute=fake_execute)
+    assert df.attrs["ran"] == 5
+    assert_each_run_once(tmp_path / "runs" / "tiny", 6)
+
+
+def test_executor_ray_without_ray_installed_says_how_to_install(rect_data, tmp_path, monkeypatch):
     from yolo_necks.errors import NeckConfigError
 
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     with pytest.raises(NeckConfigError, match=r"pip install 'yolo-necks\[ray\]'"):
-        runner.run_sweep(_ray_spec(tiny_data, tmp_path / "runs"), execute=fake_execute)
+        runner.run_sweep(_ray_spec(rect_data, tmp_path / "runs"), execute=fake_execute)
     assert not (tmp_path / "runs" / "tiny" / "results.csv").exists()
 
 

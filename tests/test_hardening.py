@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ablation_helpers import FakeTraining, make_tiny_dataset, tiny_spec, write_spec  # noqa: E402
+from ablation_helpers import FakeTraining, make_tiny_dataset, tiny_spec  # noqa: E402
 
 from yolo_necks.ablation import run as run_module  # noqa: E402
 from yolo_necks.ablation import runner  # noqa: E402
@@ -26,11 +26,6 @@ from yolo_necks.errors import NeckConfigError, NeckError  # noqa: E402
 
 DIGITS_CPU = DEFAULT_SPEC["cpu"]["data_params"]
 DIGITS_FULL = DEFAULT_SPEC["data_params"]
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory) -> str:
-    return make_tiny_dataset(tmp_path_factory.mktemp("tiny-data"))
 
 
 @pytest.fixture
@@ -46,14 +41,6 @@ def logged():
     LOGGER.addHandler(handler)
     yield lines
     LOGGER.removeHandler(handler)
-
-
-@pytest.fixture
-def spec_file(tmp_path, tiny_data):
-    def make(**changes) -> str:
-        return write_spec(tmp_path / "spec.yaml", tiny_spec(tiny_data, tmp_path / "runs", **changes))
-
-    return make
 
 
 # ------------------------------------------------------------------------------------------- switching datasets

@@ -66,8 +66,8 @@ def test_transfer_is_measured_per_arm_with_ultralytics_own_loading(checkpoint, t
 
 @pytest.mark.slow
 def test_every_arm_trains_from_the_checkpoint_and_rows_record_it(checkpoint, two_class_data, tmp_path):
-    path = write_spec(tmp_path / "spec.yaml", spec(two_class_data, tmp_path / "runs", pretrained=str(checkpoint),
-                                                    parallel=2, threads_per_run=1, train_args={"freeze": 3}))  # fmt: skip
+    changes = {"pretrained": str(checkpoint), "parallel": 2, "threads_per_run": 1, "train_args": {"freeze": 3}}
+    path = write_spec(tmp_path / "spec.yaml", spec(two_class_data, tmp_path / "runs", **changes))
     proc = subprocess.run([sys.executable, "-m", "yolo_necks.cli", "ablate", path], capture_output=True, text=True,
                           timeout=600)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -79,7 +79,8 @@ def test_every_arm_trains_from_the_checkpoint_and_rows_record_it(checkpoint, two
         assert r["pretrained"] == str(checkpoint) and r["pretrained_sha"] == file_sha(checkpoint)
         assert r["freeze"] == "3"
         # ultralytics' own count while it built the run's model from the checkpoint agrees with ours
-        assert f"Transferred {r['transferred']} items from pretrained weights" in Path(r["run_dir"], "train.log").read_text()
+        log = Path(r["run_dir"], "train.log").read_text()
+        assert f"Transferred {r['transferred']} items from pretrained weights" in log
     assert rows["sppf"]["scratch_layers"] == "22 Detect (partial)"
     assert rows["focal"]["scratch_layers"] == "9 FocalModulation; 22 Detect (partial)"
     md = (sweep / "summary.md").read_text()
@@ -96,7 +97,8 @@ def test_the_checkpoint_content_is_part_of_every_run_hash(checkpoint, two_class_
     before = [p.config_hash for p in runner.prepare(spec(two_class_data, tmp_path, pretrained=str(copy))).plans]
     moved = tmp_path / "b.pt"
     shutil.copy(copy, moved)  # the same content elsewhere: the same runs
-    assert [p.config_hash for p in runner.prepare(spec(two_class_data, tmp_path, pretrained=str(moved))).plans] == before
+    same = runner.prepare(spec(two_class_data, tmp_path, pretrained=str(moved)))
+    assert [p.config_hash for p in same.plans] == before
     ckpt = torch.load(copy, map_location="cpu", weights_only=False)
     with torch.no_grad():
         next(ckpt["model"].parameters()).add_(0.01)

@@ -194,7 +194,8 @@ def ray_entry(task: RunTask, execute: Callable | None, threads: int, gpu: bool, 
     row = {**task.row, "node": node_name(), "node_id": ctx.get_node_id()[:12], "executor": "ray", "threads": threads,
            "run_device": ",".join(gpu_ids) if gpu_ids else "cpu"}  # fmt: skip
     if gpu and not gpu_ids:
-        return {**row, "status": "failed", "error": f"node {node_name()}: Ray gave this run no GPU", "finished_at": now()}
+        error = f"node {node_name()}: Ray gave this run no GPU"
+        return {**row, "status": "failed", "error": error, "finished_at": now()}
     folder = _marker_dir(sweep_key)
     marker = folder / f"{os.getpid()}.running"
     try:

@@ -30,7 +30,7 @@ from typing import Any, Callable
 import yaml
 
 from ..errors import NeckConfigError
-from .executors import Event, Executor, make_executor
+from .executors import Executor, make_executor
 from .plan import RunPlan, file_sha, plan_runs
 from .run import DataRef, RunTask, environment, execute_run, one_line  # noqa: F401  (execute_run: the default)
 from .spec import Spec, check_devices_exist, load_spec
