@@ -125,6 +125,13 @@ def test_a_checkpoint_that_is_missing_or_of_another_architecture_fails_before_tr
     assert not (tmp_path / "tiny").exists()  # nothing was written
 
 
+def test_freezing_the_swapped_layer_is_refused(two_class_data, tmp_path):
+    for freeze in (10, [9]):
+        with pytest.raises(NeckConfigError, match=r"key 'train_args.freeze': .* freezes layer 9, the block arm 'focal'"):
+            runner.prepare(spec(two_class_data, tmp_path, train_args={"freeze": freeze}))
+    assert runner.prepare(spec(two_class_data, tmp_path, train_args={"freeze": 9})).spec.train_args == {"freeze": 9}
+
+
 def test_the_spec_resolves_the_checkpoint_next_to_it(checkpoint, two_class_data, tmp_path):
     shutil.copy(checkpoint, tmp_path / "start.pt")
     path = write_spec(tmp_path / "spec.yaml", spec(two_class_data, tmp_path / "runs", pretrained="start.pt"))

@@ -218,6 +218,25 @@ def _check_batch(spec: Spec, info: dict) -> None:
                               f"images in {info.get('train')}); use batch <= {n}")  # fmt: skip
 
 
+def _check_freeze(spec: Spec, models: list[ArmModel]) -> None:
+    """ultralytics' ``freeze=N`` freezes layers 0..N-1 (a list: those indices). Freezing an arm's swapped layer
+    would keep the block at its random initialisation while the baseline's SPPF keeps trained weights: refused."""
+    freeze = spec.train_args.get("freeze")
+    if freeze is None or isinstance(freeze, bool):
+        return
+    if isinstance(freeze, int):
+        frozen = set(range(freeze))
+    elif isinstance(freeze, (list, tuple)):
+        frozen = {i for i in freeze if isinstance(i, int) and not isinstance(i, bool)}
+    else:
+        return
+    for m in models:
+        if m.layer is not None and m.layer in frozen and not m.arm.baseline:
+            raise NeckConfigError(f"{spec.source}: key 'train_args.freeze': {freeze} freezes layer {m.layer}, the "
+                                  f"block arm '{m.arm.name}' swaps in; it would never train (use freeze <= "
+                                  f"{m.layer})")  # fmt: skip
+
+
 def prepare(spec_or_path: str | Path | dict | Spec | None = None, **overrides: Any) -> Prepared:
     """Everything that can fail before training: spec, devices, dataset, arm models (each built once on the CPU and
     run forward at ``imgsz``), batch vs dataset size, the pretrained checkpoint and its transfer."""
@@ -233,6 +252,7 @@ def prepare(spec_or_path: str | Path | dict | Spec | None = None, **overrides: A
     _check_batch(spec, info)
     nc = int(info.get("nc") or len(info.get("names") or []))
     models = build_arms(spec, nc)
+    _check_freeze(spec, models)
     _check_imgsz(spec, max(m.stride for m in models))
     prep = Prepared(spec, data, nc, models, [], data_ref(spec, data))
     if spec.pretrained:
