@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from ._lazy import lazy_attributes
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # name -> module that defines it; imported on first access so `import yolo_necks` stays light.
 _LAZY = {

@@ -8,9 +8,12 @@ Python API::
     print(compare(["runs/a", "runs/b"]))                                     # Markdown, side by side
 
 One stage per module: :mod:`.spec` (spec file, defaults, overrides, validation), :mod:`.variants` (arm model
-YAMLs), :mod:`.runner` (planning, resuming, training, ``results.csv``), :mod:`.speed` (latency and throughput),
-:mod:`.stats` (mean ± std, paired confidence intervals), :mod:`.report` (summaries, Pareto plot, comparison),
-:mod:`.cli` (``yolo-necks ablate | report | compare``).
+YAMLs), :mod:`.plan` (runs and their configuration hashes), :mod:`.store` (``results.csv``: atomic appends, locks,
+checked reads), :mod:`.run` (one run: train, validate, count, time; importable by a worker or a Ray task),
+:mod:`.executors` and :mod:`.ray_executor` (sequential, local worker processes, Ray), :mod:`.progress` (the sweep
+bar), :mod:`.runner` (checks before training, the sweep loop, adaptive seeds), :mod:`.speed` (latency and
+throughput), :mod:`.stats` (mean ± std, paired intervals, Holm, precision planning), :mod:`.report` (summaries,
+Pareto plot, comparison), :mod:`.cli` (``yolo-necks ablate | report | compare``).
 """
 
 from __future__ import annotations
@@ -20,7 +23,11 @@ from yolo_necks._lazy import lazy_attributes
 _LAZY = {
     "run_sweep": "yolo_necks.ablation.runner",
     "prepare": "yolo_necks.ablation.runner",
-    "ResultsStore": "yolo_necks.ablation.runner",
+    "ResultsStore": "yolo_necks.ablation.store",
+    "make_executor": "yolo_necks.ablation.executors",
+    "precision_check": "yolo_necks.ablation.stats",
+    "holm": "yolo_necks.ablation.stats",
+    "seeds_needed": "yolo_necks.ablation.stats",
     "load_spec": "yolo_necks.ablation.spec",
     "Spec": "yolo_necks.ablation.spec",
     "DEFAULT_SPEC": "yolo_necks.ablation.spec",

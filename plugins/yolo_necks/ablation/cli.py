@@ -28,9 +28,10 @@ def ablate_help() -> str:
         "  --dry-run       validate the spec, build every arm once and list the runs; train nothing",
         "  -h, --help      show this help",
         "",
-        "key=value overrides (values are Python literals, else strings; dotted keys set nested values, e.g.",
-        "speed.repeats=300 or data_params.n_train=400; other ultralytics training keys such as lr0=0.005 go to",
-        "train_args). Spec keys:",
+        "key=value overrides (values are Python literals, else strings, never code). Dotted keys merge into the spec",
+        "(speed.repeats=300, data_params.n_train=400, cpu.epochs=5); a mapping given whole replaces",
+        "(data_params={'tile': 320}, train_args={'lr0': 0.01}); data=OTHER drops the spec dataset's data_params.",
+        "Other ultralytics training keys (lr0=0.005, freeze=5) go to train_args. Spec keys:",
     ]
     cpu = DEFAULT_SPEC["cpu"]
     for key, (default, help_) in KEYS.items():
