@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator
 
 from ..errors import NeckConfigError
-from .run import RunTask, output_to, run_task, set_budget, set_speed_guard
+from .run import RunTask, node_name, now, one_line, output_to, run_task, set_budget, set_speed_guard
 from .spec import Execution
 
 TICK_S = 0.5  # how often an executor yields control (progress redraws) while runs are going
@@ -193,8 +193,8 @@ class LocalExecutor(Executor):
                     child_conn.close()
                     self._workers[proc.pid] = _Worker(proc, parent_conn, task, slot)
                     yield Event("start", task)
-                conns = {w.conn: pid for pid, w in self._workers.items()}
-                sentinels = {w.proc.sentinel: pid for pid, w in self._workers.items()}
+                conns = {w.conn: w for w in self._workers.values()}
+                sentinels = {w.proc.sentinel: w for w in self._workers.values()}
                 ready = wait(list(conns) + list(sentinels), timeout=TICK_S)
                 if not ready:
                     yield Event("tick")
@@ -203,25 +203,20 @@ class LocalExecutor(Executor):
                     if obj in conns:
                         self._drain(conns[obj])
                 for obj in ready:
-                    pid = sentinels.get(obj)
-                    if pid is None or pid not in self._workers:
+                    w = sentinels.get(obj)
+                    if w is None:
                         continue
-                    w = self._workers.pop(pid)
-                    self._drain_worker(w)
+                    del self._workers[w.proc.pid]
+                    self._drain(w)  # its last messages (the row) may have come with its exit
                     w.proc.join()
-                    self._release(pid)
+                    self._release(w.proc.pid)
                     free.append(w.slot)
                     yield Event("end", w.task, w.row or _died_row(w))
         finally:
             self.cancel()
 
     # messages from workers -----------------------------------------------------------------------------------
-    def _drain(self, pid: int) -> None:
-        w = self._workers.get(pid)
-        if w is not None:
-            self._drain_worker(w)
-
-    def _drain_worker(self, w: _Worker) -> None:
+    def _drain(self, w: _Worker) -> None:
         with contextlib.suppress(EOFError, OSError):
             while w.conn.poll():
                 msg = w.conn.recv()
@@ -248,8 +243,8 @@ class LocalExecutor(Executor):
             still = 0
             for o in others:
                 if not o.paused:
-                    o.paused = _signal_worker(o.proc.pid, signal.SIGSTOP)
-                    still += not o.paused
+                    o.paused = _signal_worker(o.proc.pid, signal.SIGSTOP)  # SIGCONT follows whenever it was sent
+                    still += not (o.paused and _stopped(o.proc.pid))
             with contextlib.suppress(OSError, BrokenPipeError):
                 w.conn.send(("go", still))
             return
@@ -300,10 +295,25 @@ def _signal_worker(pid: int, sig: int) -> bool:
     return delivered
 
 
+def _stopped(pid: int, timeout: float = 2.0) -> bool:
+    """Wait until a signalled worker has actually stopped (the kernel stops it when it next runs), so that timing
+    never starts beside a process that is still finishing its time slice. True once stopped (or gone)."""
+    try:
+        import psutil
+
+        proc = psutil.Process(pid)
+        deadline = time.monotonic() + timeout
+        while proc.status() not in (psutil.STATUS_STOPPED, psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.001)
+        return True
+    except Exception:  # gone, or no psutil: nothing more to wait for
+        return True
+
+
 def _died_row(w: _Worker) -> dict:
     """The row of a run whose worker process ended without returning one (killed, out of memory, crashed)."""
-    from .run import node_name, now
-
     code = w.proc.exitcode
     how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
     if code == -signal.SIGKILL:
@@ -371,8 +381,6 @@ def worker_main(task: RunTask, slot: Slot, conn, execute: Callable | None, paren
                 torch.set_num_threads(slot.threads)
             row = run_task(task, execute)
     except BaseException as e:  # run_task records failures itself; this is a last resort
-        from .run import node_name, now, one_line
-
         row = {**task.row, "status": "failed", "error": one_line(e), "node": node_name(), "finished_at": now()}
     conn.send(("row", _compact(row)))
     conn.close()

@@ -20,6 +20,7 @@ import os
 import platform
 import socket
 import subprocess
+import sys
 import time
 import traceback
 from dataclasses import dataclass, field, replace
@@ -74,8 +75,6 @@ def set_budget(threads: int | None, cuda_visible: str | None = None) -> None:
     if cuda_visible is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = cuda_visible
     if threads:
-        import sys
-
         torch = sys.modules.get("torch")
         if torch is not None:
             torch.set_num_threads(threads)
@@ -85,8 +84,6 @@ def set_budget(threads: int | None, cuda_visible: str | None = None) -> None:
 def output_to(path: Path) -> Iterator[None]:
     """Send everything written to file descriptors 1 and 2 (ultralytics' logger, progress bars, C libraries) to
     ``path`` until the block ends; the terminal gets nothing."""
-    import sys
-
     path.parent.mkdir(parents=True, exist_ok=True)
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
