@@ -285,3 +285,9 @@ def test_compare_shows_holm_also_for_an_older_summary_csv(tmp_path):
     old = old.drop(columns=["verdict", "pareto", "primary_metric", "target"])
     old.to_csv(tmp_path / "old.csv", index=False)
     assert compare([tmp_path / "old.csv"]).split("| Arm |")[1] == text.split("| Arm |")[1]
+
+
+def test_summary_puts_the_baseline_first_whatever_order_runs_finished_in():
+    rows = [{"sweep": "s", "arm": a, "block": a, "baseline": a == "base", "seed": s, "status": "ok", "map50_95": v}
+            for s in (0, 1) for a, v in (("x", 0.3), ("base", 0.2), ("y", 0.1))]  # fmt: skip
+    assert list(summarize(pd.DataFrame(rows))["arm"]) == ["base", "x", "y"]

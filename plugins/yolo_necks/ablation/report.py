@@ -19,8 +19,8 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import NeckConfigError
-from .stats import (DEFAULT_METRIC, DEFAULT_TARGET, METRICS, add_inference, as_strings, check_metric_target,
-                    latest_runs, mixed_settings, pareto_arms, summarize)  # fmt: skip
+from .stats import (DEFAULT_METRIC, DEFAULT_TARGET, METRICS, _is_true, _num, add_inference, as_strings,
+                    check_metric_target, latest_runs, mixed_settings, pareto_arms, summarize)  # fmt: skip
 
 RESULTS, SUMMARY_CSV, SUMMARY_MD, PARETO = "results.csv", "summary.csv", "summary.md", "pareto.png"
 # columns of the summary table: (metric, show a Δ column)
@@ -59,13 +59,6 @@ def load_results(path: str | Path) -> pd.DataFrame:
 
 
 # ----------------------------------------------------------------------------------------------------- formatting
-def _num(v) -> float:
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return float("nan")
-
-
 def fmt(metric: str, v) -> str:
     v = _num(v)
     if not math.isfinite(v):
@@ -101,10 +94,6 @@ def _p_is(p) -> str:
     """``= 0.28``, ``< 0.001``, ``= n/a``: a p-value after its name."""
     text = fmt_p(p)
     return f"< {text[1:]}" if text.startswith("<") else f"= {text}"
-
-
-def _is_true(v) -> bool:
-    return str(v).strip().lower() in ("true", "1", "1.0", "yes")
 
 
 def fmt_delta(metric: str, row, ci: bool | None = None, adjusted: bool = True) -> str:

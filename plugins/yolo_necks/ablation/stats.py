@@ -277,7 +277,8 @@ def as_strings(col: pd.Series) -> list[str]:
 
 
 def _is_true(v) -> bool:
-    return str(v).strip().lower() in ("true", "1", "yes")
+    """A boolean cell as pandas or csv may give it back (True, 'True', 1, 1.0, 'yes')."""
+    return str(v).strip().lower() in ("true", "1", "1.0", "yes")
 
 
 def _split(results: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, str | None]:
@@ -305,7 +306,9 @@ def summarize(results: pd.DataFrame, level: float = 0.95, metric: str = DEFAULT_
         return pd.DataFrame()
     base_ok = ok[ok["arm"] == base_arm]
     rows = []
-    for arm in dict.fromkeys(runs["arm"]):  # order of first appearance
+    # the baseline first, then the arms in order of first appearance (parallel runs finish in any order)
+    arms = sorted(dict.fromkeys(runs["arm"]), key=lambda a: a != base_arm)
+    for arm in arms:
         arm_runs = runs[runs["arm"] == arm]
         arm_ok = ok[ok["arm"] == arm]
         row = {
