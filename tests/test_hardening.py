@@ -286,3 +286,11 @@ def test_the_default_yaml_round_trips_through_the_effective_spec(tmp_path):
     again = load_spec(yaml.safe_load(yaml.safe_dump(spec.effective)), {"device": "cpu"})
     assert (again.epochs, again.imgsz, again.data_params, again.execution) == (
         spec.epochs, spec.imgsz, spec.data_params, spec.execution)  # fmt: skip
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "ablations").glob("*.yaml")),
+                         ids=lambda p: p.name)  # fmt: skip
+def test_every_shipped_spec_loads(path):
+    for device in ("cpu", "0"):
+        spec = load_spec(path, {"device": device})
+        assert spec.arms and spec.baseline is not None
