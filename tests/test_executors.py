@@ -295,6 +295,19 @@ def test_ray_ctrl_c_cancels_what_is_pending_and_keeps_finished_rows(two_node_clu
     assert_each_run_once(tmp_path / "runs" / "tiny", 6)
 
 
+def test_a_ray_driver_does_not_check_gpus_against_its_own_machine(rect_data, tmp_path):
+    """Runs train on the cluster's nodes: a driver without a GPU may send them to GPU nodes (device=0)."""
+    import torch
+
+    from yolo_necks.errors import NeckConfigError
+
+    prep = runner.prepare(_ray_spec(rect_data, tmp_path, device="0"))
+    assert prep.spec.device == "0" and prep.spec.execution.devices == ("0",)
+    if not torch.cuda.is_available():  # the local executor does check
+        with pytest.raises(NeckConfigError, match="asks for a CUDA GPU but this machine has none"):
+            runner.prepare(tiny_spec(rect_data, tmp_path, device="0"))
+
+
 def test_executor_ray_without_ray_installed_says_how_to_install(rect_data, tmp_path, monkeypatch):
     from yolo_necks.errors import NeckConfigError
 

@@ -49,10 +49,11 @@ class RayExecutor(Executor):
     def __init__(self, execution: Execution, execute: Callable | None = None):
         self.ray = require_ray()
         self.execution, self.execute = execution, execute
-        self.gpu = execution.devices and execution.devices != ("cpu",)
+        on_gpu = bool(execution.devices) and execution.devices != ("cpu",)
         threads = execution.threads_per_run if isinstance(execution.threads_per_run, int) else None
         self.cpus = execution.cpus_per_run or float(threads or 1)
-        self.gpus = execution.gpus_per_run if execution.gpus_per_run is not None else (1.0 if self.gpu else 0.0)
+        self.gpus = execution.gpus_per_run if execution.gpus_per_run is not None else (1.0 if on_gpu else 0.0)
+        self.gpu = self.gpus > 0  # a run that asks Ray for a GPU trains on it
         self.threads = threads or max(1, int(self.cpus))
         self._started_here = False
         self._inflight: dict = {}

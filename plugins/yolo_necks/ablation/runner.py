@@ -192,6 +192,10 @@ class Prepared:
 
 
 def _check_devices(spec: Spec) -> None:
+    """The devices exist on this machine. With Ray the runs train on the cluster's nodes, not here: only the
+    format was checked (a driver without a GPU may send runs to GPU nodes with device=0)."""
+    if spec.execution.executor == "ray":
+        return
     for d in dict.fromkeys((spec.device, *spec.execution.devices)):
         check_devices_exist(spec.source, "devices" if spec.execution.devices != (spec.device,) else "device", d)
     if spec.speed.device:
