@@ -190,35 +190,34 @@ class FakeTraining:
         return fake_metrics(plan, spec, self.offset)
 
 
-def _kill_after_rows(n: int, spec: str) -> int:
-    """A parallel sweep with :func:`fake_execute` that SIGKILLs its own process once ``n`` rows are recorded."""
-    from yolo_necks.ablation import runner
+def _kill_on_call(n: int):
+    """A callback that SIGKILLs this process on its ``n``-th call."""
+    calls = []
 
-    recorded = []
-
-    def on_run_end(row):
-        recorded.append(row)
-        if len(recorded) == n:
+    def callback(_):
+        calls.append(_)
+        if len(calls) == n:
             os.kill(os.getpid(), signal.SIGKILL)
 
-    runner.run_sweep(spec, execute=fake_execute, callbacks={"on_run_end": on_run_end})
+    return callback
+
+
+def _kill_after_rows(n: int, spec: str) -> int:
+    """A sweep with :func:`fake_execute` in its workers that SIGKILLs its own process once ``n`` rows are recorded."""
+    from yolo_necks.ablation import runner
+
+    runner.run_sweep(spec, execute=fake_execute, callbacks={"on_run_end": _kill_on_call(n)})
     return 0
 
 
 def _kill_at_run(n: int, spec: str) -> int:
+    """A sweep with patched training that SIGKILLs its own process when its ``n``-th run starts."""
     from unittest import mock
 
     from yolo_necks.ablation import run, runner
 
-    started = []
-
-    def on_run_start(plan):
-        started.append(plan)
-        if len(started) == n:
-            os.kill(os.getpid(), signal.SIGKILL)
-
     with mock.patch.object(run, "execute_run", FakeTraining()):
-        runner.run_sweep(spec, callbacks={"on_run_start": on_run_start})
+        runner.run_sweep(spec, callbacks={"on_run_start": _kill_on_call(n)})
     return 0
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 
 import pytest
 import torch.nn as nn
@@ -415,33 +416,9 @@ def test_from_out_of_range_in_a_file_via_yolo_and_detection_model(tmp_path, name
         assert str(info.value).startswith(expected)
 
 
-def test_forward_error_in_a_fresh_process_without_register(tmp_path):
-    """The first model of a process is parsed before `register()` wrapped anything (the start-up hook registers then):
-    its stride-forward failure must still be one line."""
-    d = yaml.safe_load((YAML_DIR / "yolov8-focal.yaml").read_text())
-    d["head"][1][0] = [-1, 8]
-    path = tmp_path / "yolov8n-x.yaml"
-    path.write_text(yaml.safe_dump(d, sort_keys=False))
-    code = (
-        "import json\n"
-        "from ultralytics.nn.tasks import DetectionModel\n"
-        f"try:\n    DetectionModel({str(path)!r}, verbose=False)\n"
-        "except Exception as e:\n    print(json.dumps([type(e).__name__, str(e)]))\n"
-    )
-    r = run_py(code)
-    assert r.returncode == 0, r.stderr[-2000:]
-    kind, msg = json.loads(r.stdout.strip().splitlines()[-1])
-    assert kind == "NeckConfigError"
-    assert msg.startswith(f"{path}: layer 11 (Concat): forward pass failed on input [1x256x16x16, 1x256x8x8]")
-
-
-@pytest.mark.parametrize("change, expected", [
-    (lambda d: d.pop("backbone"), "'backbone' must be a list of [from, number, module, args] rows; it is missing"),
-    (lambda d: d.__setitem__("backbone", []), "'backbone'"),
-])  # fmt: skip
-def test_keys_read_before_parsing_in_a_fresh_process_without_register(tmp_path, change, expected):
-    """ultralytics reads 'backbone' and 'nc' before it parses; the start-up hook wraps that step too, so even the
-    first model of a process (before register() ran) gets the one-line error."""
+def first_model_error(tmp_path, change) -> tuple[str, str, Path]:
+    """Build ``yolov8-focal.yaml`` changed by ``change(d)`` as the first model of a fresh process (through the
+    start-up hook, before any ``register()``); return the exception type, its message and the YAML path."""
     d = yaml.safe_load((YAML_DIR / "yolov8-focal.yaml").read_text())
     change(d)
     path = tmp_path / "yolov8n-x.yaml"
@@ -455,6 +432,25 @@ def test_keys_read_before_parsing_in_a_fresh_process_without_register(tmp_path, 
     r = run_py(code)
     assert r.returncode == 0, r.stderr[-2000:]
     kind, msg = json.loads(r.stdout.strip().splitlines()[-1])
+    return kind, msg, path
+
+
+def test_forward_error_in_a_fresh_process_without_register(tmp_path):
+    """The first model of a process is parsed before `register()` wrapped anything (the start-up hook registers then):
+    its stride-forward failure must still be one line."""
+    kind, msg, path = first_model_error(tmp_path, lambda d: d["head"][1].__setitem__(0, [-1, 8]))
+    assert kind == "NeckConfigError"
+    assert msg.startswith(f"{path}: layer 11 (Concat): forward pass failed on input [1x256x16x16, 1x256x8x8]")
+
+
+@pytest.mark.parametrize("change, expected", [
+    (lambda d: d.pop("backbone"), "'backbone' must be a list of [from, number, module, args] rows; it is missing"),
+    (lambda d: d.__setitem__("backbone", []), "'backbone'"),
+])  # fmt: skip
+def test_keys_read_before_parsing_in_a_fresh_process_without_register(tmp_path, change, expected):
+    """ultralytics reads 'backbone' and 'nc' before it parses; the start-up hook wraps that step too, so even the
+    first model of a process (before register() ran) gets the one-line error."""
+    kind, msg, path = first_model_error(tmp_path, change)
     assert kind == "NeckConfigError" and msg.startswith(str(path)) and expected in msg and "\n" not in msg
 
 
