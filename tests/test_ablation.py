@@ -428,3 +428,18 @@ def test_compare_puts_sweeps_side_by_side(tmp_path, rect_data, capsys):
     assert "+0.050" in spp  # b is 0.05 better than a on every arm
     assert cli_main(["compare", str(tmp_path / "nothing")]) == 2
     assert compare([paths[0]], ["latency_ms"]).count("Latency (ms)") == 1
+
+
+def test_a_builtin_dataset_hashes_alike_wherever_its_cache_lives(rect_data, tmp_path, monkeypatch):
+    """Resume and comparisons by hash work across machines and cache folders: a built-in dataset enters a run's
+    hash by its cache key (its parameters and sources), not by the path of its cache."""
+    spec = tiny_spec(rect_data, tmp_path, data="digits", data_params={"n_train": 8, "n_val": 4, "imgsz": 64})
+    hashes = []
+    for root in ("a", "b"):
+        monkeypatch.setenv("YOLO_NECKS_DATA_DIR", str(tmp_path / root))
+        prep = runner.prepare(spec)
+        assert str(tmp_path / root) in prep.data  # built into this cache
+        hashes.append([p.config_hash for p in prep.plans])
+    assert hashes[0] == hashes[1]
+    other = runner.prepare({**spec, "data_params": {"n_train": 8, "n_val": 4, "imgsz": 64, "seed": 1}})
+    assert not set(p.config_hash for p in other.plans) & set(hashes[0])  # other content: other runs

@@ -1,7 +1,8 @@
 """Planning a sweep: every (arm, seed) run with its configuration hash and run folder.
 
-A run's configuration hash covers everything that shapes its result: the arm's model, the dataset (its YAML path and
-content hash, or a built-in's parameters), the schedule, the seed, the nominal device, the training and speed
+A run's configuration hash covers everything that shapes its result: the arm's model, the dataset (a built-in by its
+cache key, which hashes its parameters and sources, so the same sweep hashes alike on every machine wherever its
+cache lives; any other data YAML by its path and content hash), the schedule, the seed, the nominal device, the training and speed
 arguments, and the content hash of the checkpoint it starts from. It does not cover how the run is executed
 (executor, parallel runs, which GPU of a pool, threads): results do not depend on that, and a sweep resumed with
 another executor skips what is done. Keys are only added to the hashed configuration when they are set, so adding
@@ -18,7 +19,7 @@ from pathlib import Path
 from .spec import Spec
 from .variants import ArmModel
 
-HASH_VERSION = 1  # bump when the meaning of a run's configuration changes
+HASH_VERSION = 2  # bump when the meaning of a run's configuration changes (2: built-in datasets by cache key)
 
 
 @dataclass
@@ -60,12 +61,21 @@ def file_sha(path: str | Path, length: int | None = 16) -> str:
     return h.hexdigest()[:length] if length else h.hexdigest()
 
 
+def data_identity(spec: Spec, data: str) -> dict:
+    """How the hash names the dataset: a built-in by the name of its cache folder (``digits-15d8192a75``: a hash of
+    its parameters, sources and format version, the same on every machine), anything else by path and content."""
+    from yolo_necks.datasets import BUILTIN
+
+    if spec.data in BUILTIN:
+        return {"data": f"builtin:{Path(data).parent.name}"}
+    return {"data": data, "data_sha": file_sha(data)}
+
+
 def common_config(spec: Spec, data: str, pretrained_sha: str = "") -> dict:
     """The part of every run's configuration that all arms and seeds of the sweep share."""
     config = {
         "harness": HASH_VERSION,
-        "data": data,
-        "data_sha": file_sha(data),
+        **data_identity(spec, data),
         "data_params": spec.data_params,
         "epochs": spec.epochs,
         "imgsz": spec.imgsz,
