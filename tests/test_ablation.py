@@ -1,7 +1,7 @@
 """Tests of the ablation harness (yolo_necks.ablation): specs, arms, bookkeeping, faults, statistics, reports.
 
 All offline on the CPU. One test trains for real (2 arms, 1 seed, 1 epoch, 64-px images); the bookkeeping tests
-replace ``runner.execute_run`` (train + validate + time) with a deterministic stand-in.
+replace ``run.execute_run`` (train + validate + time) with a deterministic stand-in.
 """
 
 from __future__ import annotations

@@ -510,7 +510,7 @@ def write_report(sweep: str | Path, target: float | None = None, metric: str | N
     if summary.empty:
         raise NeckConfigError(f"{folder / RESULTS}: no runs recorded yet")
     md = render_markdown(results, summary)
-    from .runner import atomic_write
+    from .store import atomic_write
 
     atomic_write(folder / SUMMARY_CSV, summary.to_csv(index=False))
     atomic_write(folder / SUMMARY_MD, md)

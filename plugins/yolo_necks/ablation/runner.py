@@ -32,7 +32,7 @@ import yaml
 from ..errors import NeckConfigError
 from .executors import Executor, make_executor
 from .plan import RunPlan, file_sha, plan_runs
-from .run import DataRef, RunTask, environment, execute_run, one_line  # noqa: F401  (execute_run: the default)
+from .run import DataRef, RunTask, environment, one_line
 from .spec import Spec, check_devices_exist, load_spec
 from .store import COLUMNS, RESULTS, ResultsStore, atomic_write, sweep_lock  # noqa: F401  (re-exported)
 from .variants import ArmModel, build_arms, plain
