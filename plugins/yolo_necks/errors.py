@@ -11,3 +11,11 @@ class NeckConfigError(NeckError, ValueError):
 
 class UltralyticsCompatError(NeckError, RuntimeError):
     """The ultralytics internals the registration relies on are missing or changed."""
+
+
+def one_line(e: BaseException, limit: int | None = 400) -> str:
+    """An exception as one line: ``Type: message`` (our own errors without the type, their message says it all),
+    white space folded, cut to ``limit`` characters (None: whole)."""
+    msg = " ".join(str(e).split())
+    text = msg if isinstance(e, NeckError) else f"{type(e).__name__}: {msg}"
+    return text if limit is None or len(text) <= limit else text[: limit - 3] + "..."

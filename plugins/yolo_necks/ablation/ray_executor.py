@@ -22,6 +22,7 @@ import math
 import os
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -203,7 +204,7 @@ def ray_entry(task: RunTask, execute: Callable | None, threads: int, gpu: bool, 
         folder.mkdir(parents=True, exist_ok=True)
         marker.touch()
         set_speed_guard(_node_guard(sweep_key))
-        task = type(task)(**{**task.__dict__, "row": row, "device": device, "threads": threads})
+        task = replace(task, row=row, device=device, threads=threads)
         try:
             log = task.plan.run_dir / "train.log"
             log.parent.mkdir(parents=True, exist_ok=True)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from ..errors import NeckError
+from ..errors import NeckError, one_line
 from .plan import RunPlan, file_sha
 from .spec import Spec
 
@@ -164,12 +164,6 @@ def git_commit() -> str:
 
 def now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def one_line(e: BaseException, limit: int = 400) -> str:
-    msg = " ".join(str(e).split())
-    text = msg if isinstance(e, NeckError) else f"{type(e).__name__}: {msg}"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def node_name() -> str:

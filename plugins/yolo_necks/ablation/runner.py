@@ -489,15 +489,6 @@ def _execute(prep: Prepared, plans: list[RunPlan], store: ResultsStore, executor
     return ran
 
 
-def _latest(store: ResultsStore, plans: list[RunPlan]):
-    """The latest recorded row of each of ``plans`` (a DataFrame; planned runs not recorded yet are absent)."""
-    df = store.frame(warn=False)
-    if not len(df) or "config_hash" not in df.columns:
-        return df
-    df = df[df["config_hash"].isin({p.config_hash for p in plans})]
-    return df.drop_duplicates(subset=["config_hash"], keep="last").reset_index(drop=True)
-
-
 def _adaptive_rounds(prep: Prepared, store: ResultsStore, executor: Executor, env: dict, retry_failed: bool,
                      callbacks: dict | None) -> tuple[list[RunPlan], int]:  # fmt: skip
     """Rounds of new seeds, every arm with each new seed, until every arm's interval on the primary metric is within
@@ -532,17 +523,21 @@ def _adaptive_rounds(prep: Prepared, store: ResultsStore, executor: Executor, en
         ran += _execute(prep, _plan_status(prep, prep.plan(new), store, retry_failed), store, executor, env, callbacks)
 
 
-def _frame(store: ResultsStore, plans: list[RunPlan], spec: Spec, summary: str | None, ran: int):
-    """The latest recorded row of every planned run, in plan order."""
+def _latest(store: ResultsStore, plans: list[RunPlan]):
+    """The latest recorded row of every planned run, in plan order (runs not recorded yet are absent)."""
     import pandas as pd
 
     df = store.frame(warn=False)
-    if len(df) and "config_hash" in df.columns:
-        hashes = set(df["config_hash"])
-        df = df.drop_duplicates(subset=["config_hash"], keep="last").set_index("config_hash", drop=False)
-        df = df.reindex([p.config_hash for p in plans if p.config_hash in hashes]).reset_index(drop=True)
-    else:
-        df = pd.DataFrame(columns=COLUMNS)
+    if not len(df) or "config_hash" not in df.columns:
+        return pd.DataFrame(columns=COLUMNS)
+    hashes = set(df["config_hash"])
+    df = df.drop_duplicates(subset=["config_hash"], keep="last").set_index("config_hash", drop=False)
+    return df.reindex([p.config_hash for p in plans if p.config_hash in hashes]).reset_index(drop=True)
+
+
+def _frame(store: ResultsStore, plans: list[RunPlan], spec: Spec, summary: str | None, ran: int):
+    """What run_sweep returns: :func:`_latest` with the sweep folder, the summary and the runs of this call."""
+    df = _latest(store, plans)
     df.attrs.update(sweep_dir=str(spec.sweep_dir), summary_md=summary, ran=ran)
     return df
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from ..errors import NeckConfigError
+from ..errors import NeckConfigError, one_line
 from .spec import Arm, Spec
 
 _TOKEN = re.compile(r"yolo(e-)?v?\d+")
@@ -80,7 +80,7 @@ def load_base(spec: Spec) -> dict:
     except (FileNotFoundError, OSError) as e:
         raise NeckConfigError(f"{spec.source}: key 'model': model YAML '{spec.model}' not found ({e})") from None
     except Exception as e:
-        raise NeckConfigError(f"{spec.source}: key 'model': cannot load '{spec.model}': {_one_line(e)}") from None
+        raise NeckConfigError(f"{spec.source}: key 'model': cannot load '{spec.model}': {one_line(e, None)}") from None
     if not isinstance(d, dict) or not all(isinstance(d.get(s), list) for s in _SECTIONS):
         raise NeckConfigError(f"{spec.source}: key 'model': '{spec.model}' has no backbone/head lists")
     return d
@@ -139,7 +139,7 @@ def make_arm_dict(base: dict, arm: Arm, spec: Spec, nc: int | None) -> tuple[dic
         try:
             d = yaml_model_load(arm.yaml)
         except Exception as e:
-            raise NeckConfigError(f"{spec.source}: arm '{arm.name}': cannot load '{arm.yaml}': {_one_line(e)}") from None
+            raise NeckConfigError(f"{spec.source}: arm '{arm.name}': cannot load '{arm.yaml}': {one_line(e, None)}") from None
         scale = arm.scale or guess_model_scale(arm.yaml) or spec.scale
         layer = None
     else:
@@ -191,11 +191,6 @@ def render_yaml(d: dict, header: list[str]) -> str:
     return text
 
 
-def _one_line(e: BaseException) -> str:
-    msg = " ".join(str(e).split())
-    return f"{type(e).__name__}: {msg}" if not isinstance(e, NeckConfigError) else msg
-
-
 def check_block(arm: Arm, spec: Spec) -> None:
     if arm.block is None:
         return
@@ -227,7 +222,7 @@ def build_check(model: ArmModel, spec: Spec) -> None:
         with torch.no_grad():
             net = DetectionModel(d, ch=3, nc=d.get("nc"), verbose=False)
     except Exception as e:
-        raise NeckConfigError(f"{spec.source}: arm '{model.arm.name}': model does not build: {_one_line(e)}") from None
+        raise NeckConfigError(f"{spec.source}: arm '{model.arm.name}': model does not build: {one_line(e, None)}") from None
     model.stride = max(int(net.stride.max()), 32) if hasattr(net, "stride") else 32
     size = -(-spec.imgsz // model.stride) * model.stride
     try:
@@ -235,7 +230,7 @@ def build_check(model: ArmModel, spec: Spec) -> None:
             net.eval()(torch.zeros(1, 3, size, size))
     except Exception as e:
         raise NeckConfigError(f"{spec.source}: arm '{model.arm.name}': forward pass at imgsz {size} fails on the CPU: "
-                              f"{_one_line(e)}") from None  # fmt: skip
+                              f"{one_line(e, None)}") from None  # fmt: skip
     finally:
         del net
 
