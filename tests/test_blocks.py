@@ -341,12 +341,6 @@ def test_pyramid_pool_block_pools_hierarchically_only_when_exact(monkeypatch):
         assert calls == [(10, 10)] * 3
 
 
-@pytest.mark.parametrize("hw", [(1, 1), (2, 3), (5, 5), (7, 13), (10, 10), (12, 9)])
-@pytest.mark.parametrize("size", [1, 2, 3, 4, 6])
-def test_pool_by_slices_matches_adaptive_pooling(hw, size):
-    x = torch.randn(2, 3, *hw)
-    assert torch.equal(pooling.pool_by_slices(x, size, "max"), F.adaptive_max_pool2d(x, size))
-    torch.testing.assert_close(pooling.pool_by_slices(x, size, "avg"), F.adaptive_avg_pool2d(x, size), **AVG_POOL)
 
 
 @pytest.mark.parametrize("hw", [(1, 1), (1, 5), (3, 2), (7, 13), (16, 16), (13, 40)])

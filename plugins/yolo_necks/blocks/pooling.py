@@ -31,23 +31,6 @@ def is_nested(h: int, w: int, levels) -> bool:
     return h % finest == 0 and w % finest == 0 and all(finest % level == 0 for level in levels)
 
 
-def _bins(n: int, size: int) -> list[tuple[int, int]]:
-    return [((i * n) // size, -((-(i + 1) * n) // size)) for i in range(size)]
-
-
-def pool_by_slices(x: torch.Tensor, size: int, mode: str) -> torch.Tensor:
-    """Adaptive pooling to ``size x size`` written with slices and reductions.
-
-    Separable: every bin is first reduced along W, then along H. For ``"avg"`` that is exact in real arithmetic
-    (each row mean is over the same number of columns), for ``"max"`` it is bit-exact. Exportable, but only for the
-    traced size (the bins become constant slices); exports use :func:`pool_by_masks`, which follows the input's size.
-    """
-    reduce = torch.amax if mode == "max" else torch.mean
-    h, w = int(x.shape[2]), int(x.shape[3])  # plain ints also while tracing: the bins are fixed for this size
-    x = torch.cat([reduce(x.narrow(3, a, b - a), dim=3, keepdim=True) for a, b in _bins(w, size)], dim=3)
-    return torch.cat([reduce(x.narrow(2, a, b - a), dim=2, keepdim=True) for a, b in _bins(h, size)], dim=2)
-
-
 def is_exporting() -> bool:
     """Whether the forward pass is being recorded for an export rather than run.
 
@@ -75,8 +58,8 @@ def bin_masks(n, size: int, device: torch.device | None = None) -> torch.Tensor:
 def pool_by_masks(x: torch.Tensor, size: int, mode: str) -> torch.Tensor:
     """Adaptive pooling to ``size x size`` with bin masks: exportable with dynamic H and W (ONNX, TorchScript).
 
-    Separable like :func:`pool_by_slices`. ``"avg"``: two matrix products with the row-normalised masks (equal to
-    adaptive average pooling up to float rounding). ``"max"``: every bin's maximum over its masked window, first
+    Separable: every bin is first reduced along W, then along H. ``"avg"``: two matrix products with the
+    row-normalised masks (equal to adaptive average pooling up to float rounding). ``"max"``: every bin's maximum over its masked window, first
     along W, then along H (bit-exact). The masked max materialises ``size`` copies of the map's rows, about
     ``size * N * C * H * W`` values: small for neck-sized maps, and only used while exporting.
     """
