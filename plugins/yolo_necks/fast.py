@@ -124,11 +124,20 @@ def max_pool_same(x: torch.Tensor, k: int) -> torch.Tensor:
     if k % 2 == 0 or x.dim() not in (3, 4) or (torch.is_grad_enabled() and x.requires_grad):
         return F.max_pool2d(x, k, 1, k // 2)
     if x.device.type != "cpu" or _tracing() or not x.dtype.is_floating_point:
-        return _separable_max_pool(x, k)
+        return _like_stock(x, _separable_max_pool(x, k))
     if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
         if x.shape[-1] * x.shape[-2] < _CL_SHIFT_MIN_AREA:
-            return _separable_max_pool(x, k)
-    return _shifted_max_pool(x, k)
+            return _like_stock(x, _separable_max_pool(x, k))
+    return _like_stock(x, _shifted_max_pool(x, k))
+
+
+def _like_stock(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``y`` (same values) with the strides ``F.max_pool2d(x, ...)`` gives its output, those of ``x``. Values alone
+    are not enough: a layout that is both contiguous and channels-last (one channel, or a 1-pixel map) can come
+    back in the other layout, and a later ``torch.cat`` and 1x1 conv then sum in another order (last-bit changes)."""
+    if y.stride() == x.stride() or _tracing():
+        return y
+    return torch.empty_like(x).copy_(y)
 
 
 def cascade_max_pool(x: torch.Tensor, kernels) -> list[torch.Tensor]:
