@@ -488,7 +488,7 @@ def test_every_ultralytics_yaml_passes_the_validation():
 
     import ultralytics
 
-    from yolo_necks.registry import validate_model_dict
+    from yolo_necks.validate import validate_model_dict
 
     files = sorted((Path(ultralytics.__file__).parent / "cfg" / "models").rglob("*.yaml"))
     assert len(files) > 30

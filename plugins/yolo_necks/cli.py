@@ -1,4 +1,4 @@
-"""``yolo-necks`` command line: verbs ablate, report, compare, bench, data, blocks."""
+"""``yolo-necks`` command line: the verb table and dispatch (each verb lives with what it drives), and ``blocks``."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ VERBS = {
     "compare": ("yolo_necks.ablation.cli:compare_main", "side-by-side Markdown table of several sweeps"),
     "bench": ("yolo_necks.bench:bench_main", "time every block and ultralytics' SPP/SPPF"),
     "data": ("yolo_necks.datasets.cli:data_main", "build a built-in dataset: yolo-necks data build NAME [key=value ...]"),
-    "blocks": ("yolo_necks.registry:blocks_main", "list the registered blocks"),
+    "blocks": ("yolo_necks.cli:blocks_main", "list the registered blocks"),
 }
 
 
@@ -44,6 +44,40 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"yolo-necks {verb}: interrupted", file=sys.stderr)
         return 130
+
+
+def blocks_main(argv: list[str]) -> int:
+    """``yolo-necks blocks``: list the registered blocks and their YAML arguments."""
+    if argv and argv[0] in {"-h", "--help"}:
+        print(
+            "usage: yolo-necks blocks [--markdown [--readme README.md]]\n\n"
+            "List every block usable by name in model YAMLs, with its YAML arguments.\n"
+            "--markdown   print the table of model_yamls/ necks with params and GFLOPs at yolov8n scale\n"
+            "--readme F   write that table between the blocks-table markers of F\n"
+            "--yamls DIR  the model YAML folder (default: ./model_yamls)"
+        )
+        return 0
+    if "--markdown" in argv:
+        from pathlib import Path
+
+        from .tables import markdown, update_readme
+
+        yaml_dir = Path(argv[argv.index("--yamls") + 1]) if "--yamls" in argv else Path("model_yamls")
+        if not yaml_dir.is_dir():
+            yaml_dir = Path(__file__).resolve().parents[2] / "model_yamls"  # the source checkout
+        if "--readme" in argv:
+            readme = Path(argv[argv.index("--readme") + 1])
+            print(f"{readme}: {'updated' if update_readme(readme, yaml_dir) else 'already up to date'}")
+        else:
+            print(markdown(yaml_dir))
+        return 0
+    from .catalog import BLOCKS, yaml_args
+    from .registry import register
+
+    register()
+    for name, spec in sorted(BLOCKS.items()):
+        print(f"{name:<18} [{yaml_args(spec)}]  ({spec.source})")
+    return 0
 
 
 if __name__ == "__main__":

@@ -63,7 +63,7 @@ def _known_modules() -> dict[str, type]:
 
     names = {n: v for n, v in vars(tasks).items() if isinstance(v, type) and issubclass(v, nn.Module)}
     try:
-        from yolo_necks.registry import registered_blocks
+        from yolo_necks.catalog import registered_blocks
 
         names.update(registered_blocks())
     except ImportError:
@@ -199,7 +199,7 @@ def check_block(arm: Arm, spec: Spec) -> None:
         close = difflib.get_close_matches(arm.block, list(known), n=3, cutoff=0.6)
         hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
         try:
-            from yolo_necks.registry import registered_blocks
+            from yolo_necks.catalog import registered_blocks
 
             ours = ", ".join(sorted(registered_blocks()))
         except ImportError:
