@@ -25,9 +25,12 @@ from ablation_helpers import FakeTraining, tiny_spec, write_spec  # noqa: E402
 from yolo_necks.ablation import run as run_module  # noqa: E402
 from yolo_necks.ablation import runner  # noqa: E402
 from yolo_necks.ablation.cli import ablate_help  # noqa: E402
-from yolo_necks.ablation.report import compare  # noqa: E402
-from yolo_necks.ablation.spec import DEFAULT_SPEC, KEYS, load_spec, parse_overrides  # noqa: E402
-from yolo_necks.ablation.stats import paired_delta, summarize, t_ppf  # noqa: E402
+from yolo_necks.ablation.compare import compare  # noqa: E402
+from yolo_necks.ablation.keys import DEFAULT_SPEC, KEYS  # noqa: E402
+from yolo_necks.ablation.overrides import parse_overrides  # noqa: E402
+from yolo_necks.ablation.spec import load_spec  # noqa: E402
+from yolo_necks.ablation.stats import paired_delta, summarize  # noqa: E402
+from yolo_necks.ablation.tdist import t_ppf  # noqa: E402
 from yolo_necks.cli import main as cli_main  # noqa: E402
 from yolo_necks.errors import NeckConfigError  # noqa: E402
 

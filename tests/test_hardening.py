@@ -20,7 +20,9 @@ from ablation_helpers import FakeTraining, make_tiny_dataset, tiny_spec  # noqa:
 
 from yolo_necks.ablation import run as run_module  # noqa: E402
 from yolo_necks.ablation import runner  # noqa: E402
-from yolo_necks.ablation.spec import DEFAULT_SPEC, load_spec, parse_overrides  # noqa: E402
+from yolo_necks.ablation.keys import DEFAULT_SPEC  # noqa: E402
+from yolo_necks.ablation.overrides import parse_overrides  # noqa: E402
+from yolo_necks.ablation.spec import load_spec  # noqa: E402
 from yolo_necks.cli import main as cli_main  # noqa: E402
 from yolo_necks.errors import NeckConfigError, NeckError  # noqa: E402
 

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from ..errors import NeckConfigError
-from .spec import DEFAULT_SPEC, KEYS, SPEED_KEYS
+from .keys import DEFAULT_SPEC, KEYS, SPEED_KEYS
 
 ABLATE_USAGE = "usage: yolo-necks ablate [SPEC.yaml] [key=value ...] [--retry-failed] [--dry-run] [--help]"
 
@@ -73,7 +73,7 @@ def _show(value) -> str:
 
 def ablate_main(argv: list[str]) -> int:
     """``yolo-necks ablate [SPEC.yaml] [key=value ...] [--retry-failed] [--dry-run]``."""
-    from .spec import parse_overrides
+    from .overrides import parse_overrides
 
     spec, items, retry, dry = None, [], False, False
     for arg in argv:
@@ -192,7 +192,7 @@ def compare_main(argv: list[str]) -> int:
             raise NeckConfigError(f"compare: unknown option '{arg}' ({usage})")
         else:
             paths.append(arg)
-    from .report import compare
+    from .compare import compare
 
     text = compare(paths, metrics)
     print(text)
