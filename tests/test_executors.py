@@ -33,7 +33,9 @@ from ablation_helpers import (  # noqa: E402
 )
 
 from yolo_necks.ablation import runner  # noqa: E402
-from yolo_necks.ablation.executors import LocalExecutor, SequentialExecutor, make_executor, plan_slots  # noqa: E402
+from yolo_necks.ablation.executors import SequentialExecutor  # noqa: E402
+from yolo_necks.ablation.factory import make_executor  # noqa: E402
+from yolo_necks.ablation.local_executor import LocalExecutor, plan_slots  # noqa: E402
 from yolo_necks.ablation.spec import Execution, load_spec  # noqa: E402
 
 THREE_ARMS = [

@@ -29,7 +29,7 @@ from typing import Callable, Iterator
 from ..errors import NeckConfigError
 from .executors import TICK_S, Event, Executor
 from .run import RunTask, node_name, now, one_line, output_to, run_task, set_budget, set_speed_guard
-from .spec import Execution
+from .spec_types import Execution
 
 FORWARDED_ENV = ("YOLO_NECKS_DATA_DIR", "YOLO_OFFLINE", "YOLO_NECKS_AUTOLOAD")
 
