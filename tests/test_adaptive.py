@@ -19,7 +19,7 @@ from ablation_helpers import fake_metrics  # noqa: E402
 from yolo_necks.ablation import run as run_module  # noqa: E402
 from yolo_necks.ablation import runner  # noqa: E402
 from yolo_necks.ablation.spec import load_spec  # noqa: E402
-from yolo_necks.ablation.stats import t_ppf  # noqa: E402
+from yolo_necks.ablation.tdist import t_ppf  # noqa: E402
 from yolo_necks.errors import NeckConfigError  # noqa: E402
 
 # paired differences (arm - baseline) of mAP50-95 by seed: 'noisy' alternates around +0.01, 'steady' is constant

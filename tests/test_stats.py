@@ -13,18 +13,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from yolo_necks.ablation.report import compare, planning_line, write_report
-from yolo_necks.ablation.stats import (
-    half_width,
-    holm,
-    holm_levels,
-    paired_delta,
-    pareto_arms,
-    precision_check,
-    seeds_needed,
-    summarize,
-    t_ppf,
-)
+from yolo_necks.ablation.compare import compare
+from yolo_necks.ablation.report import planning_line, write_report
+from yolo_necks.ablation.stats import holm, holm_levels, paired_delta, pareto_arms, summarize
+from yolo_necks.ablation.stopping import precision_check
+from yolo_necks.ablation.tdist import half_width, seeds_needed, t_ppf
 from yolo_necks.cli import main as cli_main
 
 REPO = Path(__file__).resolve().parents[1]

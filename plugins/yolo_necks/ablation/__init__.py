@@ -24,10 +24,10 @@ _LAZY = {
     "run_sweep": "yolo_necks.ablation.runner",
     "prepare": "yolo_necks.ablation.runner",
     "ResultsStore": "yolo_necks.ablation.store",
-    "make_executor": "yolo_necks.ablation.executors",
-    "precision_check": "yolo_necks.ablation.stats",
+    "make_executor": "yolo_necks.ablation.factory",
+    "precision_check": "yolo_necks.ablation.stopping",
     "holm": "yolo_necks.ablation.stats",
-    "seeds_needed": "yolo_necks.ablation.stats",
+    "seeds_needed": "yolo_necks.ablation.tdist",
     "load_spec": "yolo_necks.ablation.spec",
     "Spec": "yolo_necks.ablation.spec",
     "DEFAULT_SPEC": "yolo_necks.ablation.spec",
@@ -35,9 +35,9 @@ _LAZY = {
     "measure_speed": "yolo_necks.ablation.speed",
     "paired_delta": "yolo_necks.ablation.stats",
     "summarize": "yolo_necks.ablation.stats",
-    "t_ppf": "yolo_necks.ablation.stats",
+    "t_ppf": "yolo_necks.ablation.tdist",
     "write_report": "yolo_necks.ablation.report",
-    "compare": "yolo_necks.ablation.report",
+    "compare": "yolo_necks.ablation.compare",
 }
 
 __all__ = list(_LAZY)

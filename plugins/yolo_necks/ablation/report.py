@@ -1,4 +1,4 @@
-"""Reports derived from ``results.csv`` only: ``summary.csv``, ``summary.md``, ``pareto.png``, and ``compare``.
+"""Reports derived from ``results.csv`` only: ``summary.csv``, ``summary.md`` and ``pareto.png``.
 
 Nothing here trains: ``yolo-necks report DIR`` regenerates every file of a sweep folder from its ``results.csv``
 (the only thing read from the folder's ``spec.yaml`` is the primary ``metric`` and the precision ``target``), and
@@ -19,14 +19,16 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import NeckConfigError
-from .stats import (DEFAULT_METRIC, DEFAULT_TARGET, METRICS, _is_true, _num, add_inference, as_strings,
-                    check_metric_target, latest_runs, mixed_settings, pareto_arms, summarize)  # fmt: skip
+from .formatting import (NA, floats, fmt, fmt_delta, fmt_mean_std, interval_text, level_text, md_table, p_is,
+                         signed, unique)  # fmt: skip
+from .plots import plot_pareto
+from .stats import (DEFAULT_METRIC, DEFAULT_TARGET, METRICS, _is_true, _num, check_metric_target, latest_runs,
+                    mixed_settings, summarize)  # fmt: skip
 
 RESULTS, SUMMARY_CSV, SUMMARY_MD, PARETO = "results.csv", "summary.csv", "summary.md", "pareto.png"
 # columns of the summary table: (metric, show a Δ column)
 TABLE = [("params", False), ("gflops", False), ("map50_95", True), ("map50", True), ("precision", False),
          ("recall", False), ("latency_ms", True), ("throughput_ips", False)]  # fmt: skip
-NA = "n/a"
 
 
 # ------------------------------------------------------------------------------------------------------ loading
@@ -58,99 +60,6 @@ def load_results(path: str | Path) -> pd.DataFrame:
     return df
 
 
-# ----------------------------------------------------------------------------------------------------- formatting
-def fmt(metric: str, v) -> str:
-    v = _num(v)
-    if not math.isfinite(v):
-        return NA
-    if metric == "params":
-        return f"{v / 1e6:.3f}M"
-    return METRICS[metric][2].format(v)
-
-
-def fmt_mean_std(metric: str, row) -> str:
-    mean, std = _num(row.get(f"{metric}_mean")), _num(row.get(f"{metric}_std"))
-    if not math.isfinite(mean):
-        return NA
-    if metric in ("params", "gflops") or not math.isfinite(std):
-        return fmt(metric, mean)
-    return f"{fmt(metric, mean)} ± {fmt(metric, std)}"
-
-
-def _signed(metric: str, v: float) -> str:
-    text = fmt(metric, abs(v))
-    return ("+" if v >= 0 else "−") + text
-
-
-def fmt_p(p) -> str:
-    """A p-value in two significant digits; ``<0.001`` below that; ``n/a`` when missing."""
-    p = _num(p)
-    if not math.isfinite(p):
-        return NA
-    return "<0.001" if p < 0.001 else f"{p:.2g}"
-
-
-def _p_is(p) -> str:
-    """``= 0.28``, ``< 0.001``, ``= n/a``: a p-value after its name."""
-    text = fmt_p(p)
-    return f"< {text[1:]}" if text.startswith("<") else f"= {text}"
-
-
-def fmt_delta(metric: str, row, ci: bool | None = None, adjusted: bool = True) -> str:
-    """``+0.012 [−0.004, +0.028] p=0.04 (Holm 0.19)``, ``+0.012 [CI n/a, n=1]``, or ``—`` for the baseline.
-
-    ``adjusted`` (default): the Holm-consistent adjusted interval, the paired-t p and the Holm-adjusted p, and the
-    Δ in **bold** when the adjusted interval excludes 0 (Holm-adjusted p <= 0.05); else the unadjusted 95% interval.
-    Params and GFLOPs do not vary over seeds: no interval by default."""
-    if ci is None:
-        ci = metric not in ("params", "gflops")
-    if _is_true(row.get("baseline")):
-        return "—"
-    d, n = _num(row.get(f"{metric}_delta")), int(_num(row.get(f"{metric}_delta_n")) or 0)
-    if not math.isfinite(d):
-        return NA
-    text = _signed(metric, d)
-    if metric == "latency_ms":
-        base = _num(row.get(f"{metric}_mean")) - d
-        if base > 0:
-            text += f" ({100 * d / base:+.1f}%)".replace("-", "−")
-    if not ci:
-        return text
-    key = "delta_adj" if adjusted else "delta"
-    lo, hi = _num(row.get(f"{metric}_{key}_lo")), _num(row.get(f"{metric}_{key}_hi"))
-    if n < 2 or not (math.isfinite(lo) and math.isfinite(hi)):
-        return f"{text} [CI {NA}, n={n}]"
-    if not adjusted:
-        return f"{text} [{_signed(metric, lo)}, {_signed(metric, hi)}]"
-    if _is_true(row.get(f"{metric}_delta_sig")):
-        text = f"**{text}**"
-    p, p_holm = fmt_p(row.get(f"{metric}_delta_p")), fmt_p(row.get(f"{metric}_delta_p_holm"))
-    p = p if p.startswith("<") else f"={p}"
-    return f"{text} [{_signed(metric, lo)}, {_signed(metric, hi)}] p{p} (Holm {p_holm})"
-
-
-def _level(v) -> str:
-    """0.99 -> ``99%``, 0.9875 -> ``98.75%``."""
-    return f"{100 * _num(v):.4g}%"
-
-
-def _floats(col: pd.Series) -> list[float]:
-    """Cells as floats, NaN for anything missing (also pandas' NA of nullable integer columns)."""
-    return [_num(v) for v in col]
-
-
-def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
-    esc = [[str(c).replace("|", "\\|").replace("\n", " ") for c in r] for r in rows]
-    return ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"] + [
-        "| " + " | ".join(r) + " |" for r in esc
-    ]
-
-
-def _unique(runs: pd.DataFrame, col: str) -> str:
-    """The distinct non-empty values of a column, comma-separated."""
-    if col not in runs.columns:
-        return ""
-    return ", ".join(v for v in dict.fromkeys(as_strings(runs[col])) if v)
 
 
 # -------------------------------------------------------------------------------------------------------- summary
@@ -161,9 +70,7 @@ def _primary(summary: pd.DataFrame) -> tuple[str, float]:
     return metric, target
 
 
-def _interval(metric: str, r) -> str:
-    lo, hi = _num(r.get(f"{metric}_delta_adj_lo")), _num(r.get(f"{metric}_delta_adj_hi"))
-    return f"[{_signed(metric, lo)}, {_signed(metric, hi)}]"
+
 
 
 def _arm_verdict(r, metric: str, target: float, base: str) -> str:
@@ -177,10 +84,10 @@ def _arm_verdict(r, metric: str, target: float, base: str) -> str:
     d = _num(r.get(f"{metric}_delta"))
     if verdict == "undetermined":
         if n == 1:
-            return head + f"undetermined: needs ≥2 paired seeds (has 1; Δ {label} {_signed(metric, d)} from it)."
+            return head + f"undetermined: needs ≥2 paired seeds (has 1; Δ {label} {signed(metric, d)} from it)."
         return head + f"undetermined: no seed finished in both this arm and the baseline {base}."
-    stats = (f"Δ {_signed(metric, d)} {_interval(metric, r)} ({_level(r.get(f'{metric}_delta_adj_level'))} "
-             f"interval, Holm p {_p_is(r.get(f'{metric}_delta_p_holm'))})")  # fmt: skip
+    stats = (f"Δ {signed(metric, d)} {interval_text(metric, r)} ({level_text(r.get(f'{metric}_delta_adj_level'))} "
+             f"interval, Holm p {p_is(r.get(f'{metric}_delta_p_holm'))})")  # fmt: skip
     if verdict in ("better", "worse"):
         text = f"**{verdict}** on {label}: {stats}"
     else:
@@ -201,14 +108,14 @@ def _latency_clause(r) -> str | None:
     d = _num(r.get("latency_ms_delta"))
     if not math.isfinite(d):
         return None
-    text = f"latency {_signed('latency_ms', d)} ms"
+    text = f"latency {signed('latency_ms', d)} ms"
     base = _num(r.get("latency_ms_mean")) - d
     if base > 0:
         text += f" ({100 * d / base:+.1f}%)".replace("-", "−")
     if int(_num(r.get("latency_ms_delta_n")) or 0) < 2 or not math.isfinite(_num(r.get("latency_ms_delta_adj_lo"))):
         return text + ": not resolved (fewer than 2 paired seeds)"
     word = ("faster" if d < 0 else "slower") if _is_true(r.get("latency_ms_delta_sig")) else "no detectable difference"
-    return f"{text} {_interval('latency_ms', r)}: {word}"
+    return f"{text} {interval_text('latency_ms', r)}: {word}"
 
 
 def _verdict_section(summary: pd.DataFrame, metric: str, target: float, level: float) -> list[str]:
@@ -223,7 +130,7 @@ def _verdict_section(summary: pd.DataFrame, metric: str, target: float, level: f
         return lines + [f"Only the baseline {base}: nothing to compare.", ""]
     if int(_num(base_rows["n_ok"].iloc[0]) or 0) == 0:
         return lines + [f"The baseline {base} has no finished run: no Δ, no verdict.", ""]
-    m = sum(map(math.isfinite, _floats(others[f"{metric}_delta_p_holm"])))
+    m = sum(map(math.isfinite, floats(others[f"{metric}_delta_p_holm"])))
     ns = sorted({int(_num(v) or 0) for v in others[f"{metric}_delta_n"] if int(_num(v) or 0) >= 2})
     seeds = (f"{ns[0]}" if len(ns) == 1 else f"{ns[0]}–{ns[-1]}") if ns else "fewer than 2"
     lines += [f"Δ {label} vs the baseline **{base}** over {seeds} paired seeds; intervals and p-values Holm-adjusted "
@@ -235,12 +142,12 @@ def _verdict_section(summary: pd.DataFrame, metric: str, target: float, level: f
                         " ms)" for _, r in front.sort_values("latency_ms_mean").iterrows())  # fmt: skip
         text = (f"- **Trade-off** (mean mAP50-95 vs mean latency): Pareto-optimal {pts}; each other arm is matched "
                 "or beaten on both by one of these.")  # fmt: skip
-        lat_n = _floats(others["latency_ms_delta_n"]) if "latency_ms_delta_n" in others else []
+        lat_n = floats(others["latency_ms_delta_n"]) if "latency_ms_delta_n" in others else []
         if any(k >= 2 for k in lat_n) and not others["latency_ms_delta_sig"].map(_is_true).any():
             text += " No latency Δ is detectable, so the ordering by latency may be noise."
         lines.append(text)
-    half = [v for v in _floats(others[f"{metric}_delta_half"]) if math.isfinite(v)]
-    need = [int(v) for v in _floats(others[f"{metric}_seeds_needed"]) if math.isfinite(v)]
+    half = [v for v in floats(others[f"{metric}_delta_half"]) if math.isfinite(v)]
+    need = [int(v) for v in floats(others[f"{metric}_seeds_needed"]) if math.isfinite(v)]
     if half and need:
         lo_h, hi_h = fmt(metric, min(half)), fmt(metric, max(half))
         now = f"±{lo_h}" if lo_h == hi_h else f"±{lo_h} to ±{hi_h}"
@@ -297,17 +204,17 @@ def _precision_section(summary: pd.DataFrame, metric: str, target: float) -> lis
 def _start_line(runs: pd.DataFrame) -> str:
     """Where the arms' weights started: from scratch, or a pretrained checkpoint with, per arm, the tensors it
     filled and the layers that trained from scratch (the swapped block, class-count-dependent head convs)."""
-    checkpoint = _unique(runs, "pretrained")
+    checkpoint = unique(runs, "pretrained")
     if not checkpoint:
         return "- start: from scratch (random initialisation, no pretrained checkpoint)"
-    freeze = _unique(runs, "freeze")
+    freeze = unique(runs, "freeze")
     per_arm = []
     for arm in dict.fromkeys(runs["arm"]):
         arm_runs = runs[runs["arm"] == arm]
-        transferred = _unique(arm_runs, "transferred") or NA
-        scratch = _unique(arm_runs, "scratch_layers").replace("; ", ", ") or "none"
+        transferred = unique(arm_runs, "transferred") or NA
+        scratch = unique(arm_runs, "scratch_layers").replace("; ", ", ") or "none"
         per_arm.append(f"{arm} {transferred} tensors (from scratch: {scratch})")
-    return (f"- start: every arm from `{checkpoint}` (sha256 {_unique(runs, 'pretrained_sha')}), "
+    return (f"- start: every arm from `{checkpoint}` (sha256 {unique(runs, 'pretrained_sha')}), "
             f"freeze {freeze or 'none'}; transferred: " + "; ".join(per_arm))
 
 
@@ -315,8 +222,8 @@ def render_markdown(results: pd.DataFrame, summary: pd.DataFrame, level: float =
     """``summary.md``: title, verdict, setting, the table with its note, precision planning, failed runs."""
     runs = latest_runs(results)
     metric, target = _primary(summary)
-    sweep = _unique(runs, "sweep") or "sweep"
-    reduced = _unique(runs, "reduced")
+    sweep = unique(runs, "sweep") or "sweep"
+    reduced = unique(runs, "reduced")
     title = f"# Neck ablation `{sweep}`" + (f" (reduced: {reduced})" if reduced else "")
     lines = [title, ""]
     if reduced:
@@ -328,22 +235,22 @@ def render_markdown(results: pd.DataFrame, summary: pd.DataFrame, level: float =
     base = summary[summary["baseline"]]["arm"].tolist() if len(summary) else []
     seeds = " ".join(str(s) for s in dict.fromkeys(runs["seed"]))
     setting = [
-        f"model {_unique(runs, 'model')} scale {_unique(runs, 'scale')}",
-        f"data {_unique(runs, 'data')} {_unique(runs, 'data_params').replace('{}', '')}".rstrip(),
-        f"{_unique(runs, 'epochs')} epochs, imgsz {_unique(runs, 'imgsz')}, batch {_unique(runs, 'batch')}",
+        f"model {unique(runs, 'model')} scale {unique(runs, 'scale')}",
+        f"data {unique(runs, 'data')} {unique(runs, 'data_params').replace('{}', '')}".rstrip(),
+        f"{unique(runs, 'epochs')} epochs, imgsz {unique(runs, 'imgsz')}, batch {unique(runs, 'batch')}",
         f"seeds {seeds}, deterministic",
-        f"device {_unique(runs, 'device')} ({_unique(runs, 'device_name')})",
-        f"train_args {_unique(runs, 'train_args') or '{}'}",
+        f"device {unique(runs, 'device')} ({unique(runs, 'device_name')})",
+        f"train_args {unique(runs, 'train_args') or '{}'}",
     ]
     lines += ["- " + "; ".join(setting[:3]), "- " + "; ".join(setting[3:])]
     ok = runs[runs["status"].astype(str) == "ok"]
     if len(ok):
         lines.append(
             f"- speed: fused model in eval mode, forward pass only (no pre-processing or NMS), "
-            f"{_unique(ok, 'speed_dtype')} on {_unique(ok, 'speed_device')} ({_unique(ok, 'speed_device_name')}); "
-            f"latency = batch-1 median (and p90) of {_unique(ok, 'speed_repeats')} timed passes after "
-            f"{_unique(ok, 'speed_warmup')} warm-up passes; throughput at batch {_unique(ok, 'throughput_batch')} "
-            f"({_unique(ok, 'throughput_repeats')} timed passes)"
+            f"{unique(ok, 'speed_dtype')} on {unique(ok, 'speed_device')} ({unique(ok, 'speed_device_name')}); "
+            f"latency = batch-1 median (and p90) of {unique(ok, 'speed_repeats')} timed passes after "
+            f"{unique(ok, 'speed_warmup')} warm-up passes; throughput at batch {unique(ok, 'throughput_batch')} "
+            f"({unique(ok, 'throughput_repeats')} timed passes)"
         )
     lines.append(
         "- mAP from ultralytics' validator on the val split with each run's best weights; params/GFLOPs from "
@@ -380,13 +287,13 @@ def render_markdown(results: pd.DataFrame, summary: pd.DataFrame, level: float =
                 cells.append(fmt_delta(col, r))
         cells.append("yes" if _is_true(r.get("pareto")) else "")
         rows.append(cells)
-    lines += _md_table(header, rows)
+    lines += md_table(header, rows)
     lines += ["", _table_note(summary, base, metric, level)]
     lines += _precision_section(summary, metric, target)
     failed = runs[runs["status"].astype(str) != "ok"]
     if len(failed):
         lines += ["", "## Failed runs", ""]
-        lines += _md_table(
+        lines += md_table(
             ["Arm", "Seed", "Status", "Error", "Run folder"],
             [[str(r["arm"]), str(r["seed"]), str(r["status"]), str(r.get("error", "")), str(r.get("run_dir", ""))]
              for _, r in failed.iterrows()],
@@ -403,13 +310,13 @@ def _table_note(summary: pd.DataFrame, base: list[str], metric: str, level: floa
     """The note under the table: what Δ, the adjusted interval, the bold mark, p, Holm and Pareto mean."""
     alpha = 1.0 - level
     others = summary[~summary["baseline"].map(_is_true)]
-    m = sum(map(math.isfinite, _floats(others[f"{metric}_delta_p_holm"])))
+    m = sum(map(math.isfinite, floats(others[f"{metric}_delta_p_holm"])))
     family = (f"the m = {m} arms compared with the baseline (per metric; arms with fewer than 2 paired seeds have no "
               "p-value and do not count)")  # fmt: skip
     return (
         f"Δ = arm − baseline ({', '.join(base) or 'none'}), paired by seed. [adj. CI]: Student-t interval over the "
         f"paired seeds, adjusted for {family} consistently with Holm's procedure: at level 1 − {alpha:g}/m "
-        + (f"({_level(1 - alpha / m)}) " if m else "")
+        + (f"({level_text(1 - alpha / m)}) " if m else "")
         + f"for a Δ Holm does not reject, at 1 − {alpha:g}/(m − j + 1) for the Δ rejected at Holm step j. "
         f"**Bold** Δ: the adjusted interval excludes 0, exactly when the Holm-adjusted p ≤ {alpha:g} (family-wise "
         f"error ≤ {alpha:.0%}). p: paired t-test; Holm: Holm-adjusted p. CI n/a: fewer than 2 paired seeds. "
@@ -419,46 +326,7 @@ def _table_note(summary: pd.DataFrame, base: list[str], metric: str, level: floa
     )
 
 
-def plot_pareto(summary: pd.DataFrame, path: Path, title: str, xlabel: str) -> Path:
-    """mAP50-95 against batch-1 latency, mean ± std over seeds, baseline marked, Pareto front drawn."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(7.5, 5.0), dpi=150)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    pts = summary[(summary["n_ok"] > 0)].copy()
-    pts = pts[pts["latency_ms_mean"].map(_num).map(math.isfinite) & pts["map50_95_mean"].map(_num).map(math.isfinite)]
-    for _, r in pts.iterrows():
-        x, y = float(r["latency_ms_mean"]), float(r["map50_95_mean"])
-        xerr = _num(r["latency_ms_std"])
-        yerr = _num(r["map50_95_std"])
-        is_base = bool(r["baseline"])
-        ax.errorbar(
-            x, y, xerr=xerr if math.isfinite(xerr) else None, yerr=yerr if math.isfinite(yerr) else None,
-            fmt="*" if is_base else "o", ms=14 if is_base else 7, color="tab:red" if is_base else "tab:blue",
-            ecolor="0.55", elinewidth=1, capsize=3, zorder=3,
-        )  # fmt: skip
-        ax.annotate(f"{r['arm']}" + (" (baseline)" if is_base else ""), (x, y), textcoords="offset points",
-                    xytext=(6, 6), fontsize=8)  # fmt: skip
-    front = pts[pts["arm"].isin(pareto_arms(pts))].sort_values("latency_ms_mean")  # the table's Pareto column
-    if len(front) > 1:
-        ax.plot(front["latency_ms_mean"].astype(float), front["map50_95_mean"].astype(float), "--", color="0.6", lw=1,
-                zorder=1, label="Pareto front")  # fmt: skip
-        ax.legend(loc="lower right", fontsize=8)
-    if not len(pts):
-        ax.text(0.5, 0.5, "no finished runs", ha="center", va="center", transform=ax.transAxes)
-    failed = [str(a) for a in summary[summary["n_ok"] == 0]["arm"]]
-    if failed:
-        ax.text(0.01, 0.01, f"failed, not shown: {', '.join(failed)}", transform=ax.transAxes, fontsize=8,
-                color="tab:red", va="bottom")  # fmt: skip
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("mAP50-95 (val), mean ± std over seeds")
-    ax.set_title(title, fontsize=10)
-    ax.grid(True, alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    return path
 
 
 def report_settings(folder: str | Path, target: float | None = None, metric: str | None = None) -> tuple[str, float]:
@@ -516,111 +384,12 @@ def write_report(sweep: str | Path, target: float | None = None, metric: str | N
     atomic_write(folder / SUMMARY_MD, md)
     runs = latest_runs(results)
     ok = runs[runs["status"].astype(str) == "ok"]
-    sweep_name = _unique(runs, "sweep") or folder.name
-    reduced = _unique(runs, "reduced")
+    sweep_name = unique(runs, "sweep") or folder.name
+    reduced = unique(runs, "reduced")
     title = f"{sweep_name}: mAP50-95 vs latency" + (f" (reduced: {reduced})" if reduced else "")
     xlabel = "batch-1 latency (ms)"
     if len(ok):
-        xlabel += f", {_unique(ok, 'speed_dtype')} on {_unique(ok, 'speed_device_name') or _unique(ok, 'speed_device')}"
+        xlabel += f", {unique(ok, 'speed_dtype')} on {unique(ok, 'speed_device_name') or unique(ok, 'speed_device')}"
     plot_pareto(summary, folder / PARETO, title, xlabel)
     paths = [folder / n for n in (SUMMARY_CSV, SUMMARY_MD, PARETO)]
     return {"summary": summary, "markdown": md, "paths": paths, "metric": metric, "target": target}
-
-
-# -------------------------------------------------------------------------------------------------------- compare
-def load_summary(path: str | Path) -> tuple[pd.DataFrame, str]:
-    """(summary, label) from a sweep folder, a results.csv or a summary.csv."""
-    p = Path(path)
-    if p.is_dir():
-        if (p / RESULTS).is_file():
-            p = p / RESULTS
-        elif (p / SUMMARY_CSV).is_file():
-            p = p / SUMMARY_CSV
-        else:
-            raise NeckConfigError(f"{path}: no {RESULTS} or {SUMMARY_CSV} in this folder")
-    if not p.is_file():
-        raise NeckConfigError(f"{path}: file not found")
-    try:
-        head = pd.read_csv(p, nrows=0).columns
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise NeckConfigError(f"{p}: not a readable CSV ({' '.join(str(e).split())})") from None
-    if "n_ok" in head:
-        summary = pd.read_csv(p)
-        summary["baseline"] = summary["baseline"].astype(str).str.lower().isin(["true", "1"])
-        if not any(c.endswith("_delta_p_holm") for c in summary.columns):  # written before Holm: derive it
-            summary = add_inference(summary)
-    elif "status" in head:
-        summary = summarize(load_results(p))
-    else:
-        raise NeckConfigError(f"{p}: neither a results.csv nor a summary.csv of a sweep")
-    if summary.empty:
-        raise NeckConfigError(f"{p}: no runs recorded")
-    label = str(summary["sweep"].dropna().iloc[0]) if "sweep" in summary and summary["sweep"].notna().any() else ""
-    return summary, label or p.parent.name
-
-
-def compare(paths: list[str | Path], metrics: list[str] | None = None) -> str:
-    """Markdown: the arms of several sweeps side by side; per sweep each metric (mean ± std) and its Δ vs that
-    sweep's baseline (Holm-adjusted interval, p and Holm p, bold where the adjusted interval excludes 0, as in
-    summary.md); then, for the first metric, each sweep's difference to the first sweep."""
-    metrics = list(metrics or ["map50_95", "latency_ms"])
-    for m in metrics:
-        if m not in METRICS:
-            raise NeckConfigError(f"compare: unknown metric '{m}' (choose from {', '.join(METRICS)})")
-    if len(paths) < 1:
-        raise NeckConfigError("compare: give at least one results.csv, summary.csv or sweep folder")
-    loaded, labels = [], []
-    for p in paths:
-        summary, label = load_summary(p)
-        base = label
-        k = 2
-        while label in labels:
-            label, k = f"{base} ({k})", k + 1
-        loaded.append(summary)
-        labels.append(label)
-    arms = list(dict.fromkeys(a for s in loaded for a in s["arm"]))
-    header = ["Arm"]
-    for label in labels:
-        for m in metrics:
-            header += [f"{label}: {METRICS[m][0]}", f"{label}: Δ vs baseline"]
-    first = metrics[0]
-    for label in labels[1:]:
-        header.append(f"{METRICS[first][0]}: {label} − {labels[0]}")
-    rows = []
-    for arm in arms:
-        cells = [arm]
-        means = []
-        for s in loaded:
-            hit = s[s["arm"] == arm]
-            r = hit.iloc[0].to_dict() if len(hit) else None
-            means.append(_num(r.get(f"{first}_mean")) if r else float("nan"))
-            for m in metrics:
-                if r is None:
-                    cells += ["—", "—"]
-                elif int(_num(r.get("n_ok")) or 0) == 0:
-                    cells += ["failed", NA]
-                else:
-                    cells += [fmt_mean_std(m, r), fmt_delta(m, r)]
-        for mean in means[1:]:
-            d = mean - means[0]
-            cells.append(_signed(first, d) if math.isfinite(d) else NA)
-        rows.append(cells)
-    lines = ["# Sweep comparison", ""]
-    for label, s, p in zip(labels, loaded, paths):
-        base = ", ".join(s[s["baseline"]]["arm"]) or "none"
-        info = [f"baseline {base}"]
-        for col, name in (("reduced", "reduced"), ("epochs", "epochs"), ("imgsz", "imgsz"), ("data", "data"),
-                          ("device", "device")):  # fmt: skip
-            if col in s.columns and s[col].notna().any() and str(s[col].dropna().iloc[0]) not in ("", "nan"):
-                info.append(f"{name} {s[col].dropna().iloc[0]}")
-        lines.append(f"- **{label}** ({p}): " + ", ".join(info))
-    lines += [
-        "",
-        "Δ vs baseline: paired by seed within each sweep; [interval] from Student's t, adjusted (Holm) for the arms "
-        "each sweep compares with its baseline, per metric; p: paired t-test, Holm: Holm-adjusted p; **bold**: the "
-        "adjusted interval excludes 0 (Holm-adjusted p ≤ 0.05). The last column(s): difference of means between "
-        "sweeps (not paired).",
-        "",
-    ]
-    lines += _md_table(header, rows)
-    return "\n".join(lines) + "\n"

@@ -12,19 +12,21 @@ Several arms are compared with one baseline, so the chance that at least one of 
 (:func:`holm`), and each Δ gets an *adjusted interval* consistent with Holm's decisions (:func:`holm_levels`): an
 arm is declared different (its adjusted interval excludes 0) exactly when its Holm-adjusted p <= 1 - level.
 
-Precision planning (:func:`seeds_needed`, :func:`precision_check`) answers "how many seeds until the 95% interval
-of Δ is ±target?" from the observed SD of the paired differences. A sweep that adds seeds must stop on precision
-(interval half-width <= target), never on significance: stopping as soon as p < 0.05 inflates false positives.
+Precision planning (:func:`~yolo_necks.ablation.tdist.seeds_needed`, per arm in the summary) answers "how many
+seeds until the 95% interval of Δ is ±target?" from the observed SD of the paired differences; the stopping rule of
+adaptive seeds is in :mod:`.stopping`.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from statistics import NormalDist
+from dataclasses import dataclass
 
 import pandas as pd
+
+from .tdist import finite as _finite
+from .tdist import half_width, seeds_needed, t_cdf, t_ppf
 
 # column -> (label, higher is better, format)
 METRICS: dict[str, tuple[str, bool, str]] = {
@@ -48,81 +50,6 @@ DEFAULT_METRIC = "map50_95"
 DEFAULT_TARGET = 0.01
 # metrics on the same 0..1 scale: a target given for one of them applies to all of them
 FRACTION_METRICS = ("map50_95", "map50", "precision", "recall")
-
-
-# ------------------------------------------------------------------------------------------ Student t quantiles
-def _betacf(a: float, b: float, x: float) -> float:
-    """Continued fraction of the incomplete beta function (modified Lentz)."""
-    tiny, eps = 1e-300, 1e-15
-    qab, qap, qam = a + b, a + 1.0, a - 1.0
-    c, d = 1.0, 1.0 - qab * x / qap
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, 400):
-        m2 = 2 * m
-        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
-        d = 1.0 + aa * d
-        d = 1.0 / (d if abs(d) > tiny else tiny)
-        c = 1.0 + aa / c
-        c = c if abs(c) > tiny else tiny
-        h *= d * c
-        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
-        d = 1.0 + aa * d
-        d = 1.0 / (d if abs(d) > tiny else tiny)
-        c = 1.0 + aa / c
-        c = c if abs(c) > tiny else tiny
-        delta = d * c
-        h *= delta
-        if abs(delta - 1.0) < eps:
-            break
-    return h
-
-
-def betainc(a: float, b: float, x: float) -> float:
-    """Regularised incomplete beta function I_x(a, b)."""
-    if x <= 0.0:
-        return 0.0
-    if x >= 1.0:
-        return 1.0
-    ln = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
-    front = math.exp(ln)
-    if x < (a + 1.0) / (a + b + 2.0):
-        return front * _betacf(a, b, x) / a
-    return 1.0 - front * _betacf(b, a, 1.0 - x) / b
-
-
-def t_cdf(t: float, df: float) -> float:
-    """P(T <= t) for Student's t with ``df`` degrees of freedom."""
-    if df <= 0:
-        raise ValueError(f"t_cdf: df must be > 0, got {df}")
-    if math.isinf(t):
-        return 1.0 if t > 0 else 0.0
-    tail = 0.5 * betainc(df / 2.0, 0.5, df / (df + t * t))
-    return 1.0 - tail if t >= 0 else tail
-
-
-def t_ppf(p: float, df: float) -> float:
-    """Quantile of Student's t: the t with ``t_cdf(t, df) == p`` (bisection to ~1e-12)."""
-    if not 0.0 < p < 1.0:
-        raise ValueError(f"t_ppf: p must be in (0, 1), got {p}")
-    if p == 0.5:
-        return 0.0
-    if p < 0.5:
-        return -t_ppf(1.0 - p, df)
-    lo, hi = 0.0, 1.0
-    while t_cdf(hi, df) < p:
-        hi *= 2.0
-        if hi > 1e12:
-            return math.inf
-    for _ in range(200):
-        mid = 0.5 * (lo + hi)
-        if t_cdf(mid, df) < p:
-            lo = mid
-        else:
-            hi = mid
-        if hi - lo < 1e-12 * max(1.0, hi):
-            break
-    return 0.5 * (lo + hi)
 
 
 # ----------------------------------------------------------------------------------------------- paired deltas
@@ -166,47 +93,6 @@ def paired_delta(arm: dict, baseline: dict, level: float = 0.95) -> PairedDelta:
     else:
         p = 2.0 * (1.0 - t_cdf(abs(mean) / se, n - 1))
     return PairedDelta(mean, mean - half, mean + half, n, sd, p)
-
-
-def _finite(v) -> bool:
-    try:
-        return math.isfinite(float(v))
-    except (TypeError, ValueError):
-        return False
-
-
-# ------------------------------------------------------------------------------------------ precision planning
-def half_width(sd: float, n: int, level: float = 0.95) -> float:
-    """Half-width ``t(0.5 + level/2, n-1) · sd / sqrt(n)`` of the paired-t interval; NaN with n < 2 or no SD."""
-    if n < 2 or not _finite(sd):
-        return float("nan")
-    if sd == 0.0:
-        return 0.0
-    return t_ppf(0.5 + level / 2.0, n - 1) * sd / math.sqrt(n)
-
-
-def seeds_needed(sd: float, target: float, level: float = 0.95) -> int | None:
-    """Smallest ``n >= 2`` with ``t(0.5 + level/2, n-1) · sd / sqrt(n) <= target``: the number of paired seeds
-    whose ``level`` interval of Δ would be ±``target`` wide if the SD of the paired differences stayed ``sd``.
-
-    ``sd`` NaN (fewer than 2 paired seeds: no SD yet) gives None; ``sd == 0`` gives 2 (an interval needs 2 pairs;
-    identical differences on every seed have zero width). ``sd`` is a plug-in estimate: from 3 seeds it is itself
-    uncertain (its 95% range spans roughly 0.5–6×), so the answer is a guide that a sweep re-checks as seeds finish.
-    """
-    if not (_finite(target) and float(target) > 0):
-        raise ValueError(f"seeds_needed: target must be a number > 0, got {target!r}")
-    if not _finite(sd):
-        return None
-    sd = abs(float(sd))
-    if sd == 0.0:
-        return 2
-    z = NormalDist().inv_cdf(0.5 + level / 2.0)  # the normal approximation: a first guess, then step to the exact n
-    n = max(2, math.ceil((z * sd / target) ** 2))
-    while half_width(sd, n, level) > target:
-        n += 1
-    while n > 2 and half_width(sd, n - 1, level) <= target:
-        n -= 1
-    return n
 
 
 # -------------------------------------------------------------------------------------- multiple comparisons
@@ -470,117 +356,6 @@ def pareto_arms(summary: pd.DataFrame, accuracy: str = "map50_95", cost: str = "
             pts.append((str(r["arm"]), a, c))
     return [arm for arm, a, c in pts
             if not any(a2 >= a and c2 <= c and (a2 > a or c2 < c) for _, a2, c2 in pts)]  # fmt: skip
-
-
-# ------------------------------------------------------------------------------------- precision of a sweep
-@dataclass(frozen=True)
-class ArmPrecision:
-    """Where one arm's Δ on the primary metric stands against a precision target.
-
-    ``status``: ``reached`` (half-width <= target), ``open`` (wider: more seeds), ``too_few`` (< 2 paired seeds:
-    no SD yet, the half-width is ``inf``), ``failed`` (the arm has runs but none finished: more seeds will not help,
-    ``--retry-failed`` may), ``no_baseline`` (no baseline arm, or none of its runs finished: nothing to pair with).
-    """
-
-    arm: str
-    status: str
-    n: int  # paired seeds: finished in both the arm and the baseline with a finite metric
-    delta: float  # mean paired difference arm - baseline (NaN with no pair)
-    sd: float  # SD of the paired differences (NaN with < 2 pairs; 0 when they are identical)
-    half_width: float  # half-width of the current (unadjusted) interval; inf with < 2 pairs
-    seeds_needed: int | None  # paired seeds for ±target at the observed SD (None with < 2 pairs)
-
-    @property
-    def counts(self) -> bool:
-        """Whether this arm takes part in the stopping rule (every arm but ``failed`` and ``no_baseline``)."""
-        return self.status in ("reached", "open", "too_few")
-
-
-@dataclass(frozen=True)
-class PrecisionCheck:
-    """Result of :func:`precision_check`: per arm (baseline excluded) its :class:`ArmPrecision`, and ``done``."""
-
-    metric: str
-    target: float
-    level: float
-    baseline: str | None
-    arms: dict[str, ArmPrecision] = field(default_factory=dict)
-
-    @property
-    def comparable(self) -> int:
-        """Arms that take part in the stopping rule. 0: more seeds alone will not give an answer (no finished
-        baseline, or every arm failed); a runner should stop and report rather than add seeds."""
-        return sum(a.counts for a in self.arms.values())
-
-    @property
-    def done(self) -> bool:
-        """True when at least one arm is comparable and every comparable arm has half-width <= target."""
-        return self.comparable > 0 and all(a.status == "reached" for a in self.arms.values() if a.counts)
-
-    @property
-    def seeds_needed(self) -> int | None:
-        """The most paired seeds any comparable arm needs for ±target at its observed SD (below the current count
-        once reached); None while an arm has < 2 pairs or when none is comparable. A plug-in guide, not a promise."""
-        needs = [a.seeds_needed for a in self.arms.values() if a.counts]
-        if not needs or any(k is None for k in needs):
-            return None
-        return max(needs)
-
-    @property
-    def reason(self) -> str:
-        """One line for a log: why the sweep is done or not."""
-        label = METRICS[self.metric][0]
-        if self.baseline is None or (self.arms and all(a.status == "no_baseline" for a in self.arms.values())):
-            return "no finished baseline run: nothing to pair with"
-        if not self.comparable:
-            return "no arm to compare: every arm other than the baseline failed" if self.arms else "no arm to compare"
-        if self.done:
-            return f"precision reached: every arm's {self.level:.0%} half-width on Δ {label} <= {self.target:g}"
-        wide = [a for a in self.arms.values() if a.status in ("open", "too_few")]
-        parts = [f"{a.arm} ±{a.half_width:.3g} (~{a.seeds_needed} seeds)" if a.status == "open"
-                 else f"{a.arm} has {a.n} paired seed{'s' * (a.n != 1)}" for a in wide]  # fmt: skip
-        return f"Δ {label} wider than ±{self.target:g}: " + ", ".join(parts)
-
-    def to_frame(self) -> pd.DataFrame:
-        return pd.DataFrame([vars(a) for a in self.arms.values()])
-
-
-def precision_check(results: pd.DataFrame, metric: str = DEFAULT_METRIC, target: float = DEFAULT_TARGET,
-                    level: float = 0.95) -> PrecisionCheck:  # fmt: skip
-    """How precisely the latest runs of a sweep pin down each arm's Δ vs the baseline on ``metric``: the stopping
-    rule of a sweep that adds seeds until every interval is ±``target``.
-
-    Per arm (baseline excluded): the seeds paired with the baseline (both finished, finite metric), the SD of the
-    paired differences, the half-width ``t(0.5 + level/2, n-1) · sd / sqrt(n)`` of the *unadjusted* ``level``
-    interval and :func:`seeds_needed`. Edge cases: < 2 paired seeds -> ``too_few``, half-width ``inf`` (never
-    meets a target); zero variance (identical differences on >= 2 seeds) -> half-width 0, ``reached``; an arm with
-    no finished run -> ``failed``, left out of ``done``; no finished baseline -> every arm ``no_baseline`` and
-    ``done`` False. Precision, never significance, decides: stopping once p < 0.05 would inflate false positives.
-    """
-    metric, target = check_metric_target(metric, target)
-    runs, ok, base_arm = _split(results)
-    base_ok = ok[ok["arm"] == base_arm]
-    base_vals = dict(zip(base_ok["seed"], base_ok[metric])) if len(base_ok) else {}
-    arms = {}
-    nan = float("nan")
-    for arm in dict.fromkeys(runs["arm"]) if len(runs) else ():
-        if arm == base_arm:
-            continue
-        arm_ok = ok[ok["arm"] == arm]
-        if not len(arm_ok):
-            arms[arm] = ArmPrecision(arm, "failed", 0, nan, nan, math.inf, None)
-            continue
-        if not base_vals:
-            arms[arm] = ArmPrecision(arm, "no_baseline", 0, nan, nan, math.inf, None)
-            continue
-        d = paired_delta(dict(zip(arm_ok["seed"], arm_ok[metric])), base_vals, level)
-        if d.n < 2:
-            arms[arm] = ArmPrecision(arm, "too_few", d.n, d.mean, nan, math.inf, None)
-            continue
-        half = half_width(d.sd, d.n, level)
-        status = "reached" if half <= target else "open"
-        arms[arm] = ArmPrecision(arm, status, d.n, d.mean, d.sd, half, seeds_needed(d.sd, target, level))
-    return PrecisionCheck(metric, target, level, base_arm, arms)
 
 
 def mixed_settings(results: pd.DataFrame) -> dict[str, list[str]]:

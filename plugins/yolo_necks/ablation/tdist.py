@@ -1,0 +1,123 @@
+"""Student's t without scipy: the distribution function and quantiles (regularised incomplete beta + bisection),
+the half-width of a paired-t interval, and precision planning (:func:`seeds_needed`: paired seeds for a target
+half-width at an observed SD)."""
+
+from __future__ import annotations
+
+import math
+from statistics import NormalDist
+
+
+def _betacf(a: float, b: float, x: float) -> float:
+    """Continued fraction of the incomplete beta function (modified Lentz)."""
+    tiny, eps = 1e-300, 1e-15
+    qab, qap, qam = a + b, a + 1.0, a - 1.0
+    c, d = 1.0, 1.0 - qab * x / qap
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 400):
+        m2 = 2 * m
+        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + aa / c
+        c = c if abs(c) > tiny else tiny
+        h *= d * c
+        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + aa / c
+        c = c if abs(c) > tiny else tiny
+        delta = d * c
+        h *= delta
+        if abs(delta - 1.0) < eps:
+            break
+    return h
+
+
+def betainc(a: float, b: float, x: float) -> float:
+    """Regularised incomplete beta function I_x(a, b)."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    ln = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    front = math.exp(ln)
+    if x < (a + 1.0) / (a + b + 2.0):
+        return front * _betacf(a, b, x) / a
+    return 1.0 - front * _betacf(b, a, 1.0 - x) / b
+
+
+def t_cdf(t: float, df: float) -> float:
+    """P(T <= t) for Student's t with ``df`` degrees of freedom."""
+    if df <= 0:
+        raise ValueError(f"t_cdf: df must be > 0, got {df}")
+    if math.isinf(t):
+        return 1.0 if t > 0 else 0.0
+    tail = 0.5 * betainc(df / 2.0, 0.5, df / (df + t * t))
+    return 1.0 - tail if t >= 0 else tail
+
+
+def t_ppf(p: float, df: float) -> float:
+    """Quantile of Student's t: the t with ``t_cdf(t, df) == p`` (bisection to ~1e-12)."""
+    if not 0.0 < p < 1.0:
+        raise ValueError(f"t_ppf: p must be in (0, 1), got {p}")
+    if p == 0.5:
+        return 0.0
+    if p < 0.5:
+        return -t_ppf(1.0 - p, df)
+    lo, hi = 0.0, 1.0
+    while t_cdf(hi, df) < p:
+        hi *= 2.0
+        if hi > 1e12:
+            return math.inf
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if t_cdf(mid, df) < p:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo < 1e-12 * max(1.0, hi):
+            break
+    return 0.5 * (lo + hi)
+
+
+
+def finite(v) -> bool:
+    try:
+        return math.isfinite(float(v))
+    except (TypeError, ValueError):
+        return False
+
+
+def half_width(sd: float, n: int, level: float = 0.95) -> float:
+    """Half-width ``t(0.5 + level/2, n-1) · sd / sqrt(n)`` of the paired-t interval; NaN with n < 2 or no SD."""
+    if n < 2 or not finite(sd):
+        return float("nan")
+    if sd == 0.0:
+        return 0.0
+    return t_ppf(0.5 + level / 2.0, n - 1) * sd / math.sqrt(n)
+
+
+def seeds_needed(sd: float, target: float, level: float = 0.95) -> int | None:
+    """Smallest ``n >= 2`` with ``t(0.5 + level/2, n-1) · sd / sqrt(n) <= target``: the number of paired seeds
+    whose ``level`` interval of Δ would be ±``target`` wide if the SD of the paired differences stayed ``sd``.
+
+    ``sd`` NaN (fewer than 2 paired seeds: no SD yet) gives None; ``sd == 0`` gives 2 (an interval needs 2 pairs;
+    identical differences on every seed have zero width). ``sd`` is a plug-in estimate: from 3 seeds it is itself
+    uncertain (its 95% range spans roughly 0.5–6×), so the answer is a guide that a sweep re-checks as seeds finish.
+    """
+    if not (finite(target) and float(target) > 0):
+        raise ValueError(f"seeds_needed: target must be a number > 0, got {target!r}")
+    if not finite(sd):
+        return None
+    sd = abs(float(sd))
+    if sd == 0.0:
+        return 2
+    z = NormalDist().inv_cdf(0.5 + level / 2.0)  # the normal approximation: a first guess, then step to the exact n
+    n = max(2, math.ceil((z * sd / target) ** 2))
+    while half_width(sd, n, level) > target:
+        n += 1
+    while n > 2 and half_width(sd, n - 1, level) <= target:
+        n -= 1
+    return n
