@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import math
-import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +30,8 @@ import torch
 import torch.nn as nn
 
 from .errors import NeckConfigError, NeckError
+from .bench_tables import notes, to_markdown
+from .timing import time_interleaved
 
 DEFAULT_SHAPES = ((256, 20, 20), (256, 40, 40), (512, 20, 20), (512, 40, 40))  # yolov8 n/s P5 and P4 necks
 QUICK_SHAPES = ((256, 20, 20),)
@@ -184,7 +184,7 @@ def _prepare(module: nn.Module, device: str, dtype: torch.dtype, layout: str, fu
 
 def _registered(selected: list[str] | None) -> dict[str, type]:
     try:
-        from .registry import registered_blocks
+        from .catalog import registered_blocks
 
         blocks = dict(registered_blocks())
     except ImportError as e:  # registry not available (yet): time ultralytics' modules only
@@ -256,42 +256,6 @@ def build_cases(c: int, blocks: dict[str, type], device: str, dtype: torch.dtype
                 skipped.append(f"{name} reference: {type(e).__name__}: {e}")
         cases.append(case)
     return cases
-
-
-# -------------------------------------------------------------------------------------------------------- timing
-def time_interleaved(fns: dict[str, object], x: torch.Tensor, warmup: int, repeats: int, budget: float):
-    """Time every callable on ``x`` round-robin: ``warmup`` untimed calls each, then up to ``repeats`` rounds.
-
-    Every timed call goes through :func:`yolo_necks.timing.measure` (one repeat, synchronised on CUDA). The number
-    of rounds is cut (to at least 3) when the estimated time exceeds ``budget`` seconds (``budget <= 0``: no cap).
-    Returns ``{name: Timing}`` over the rounds.
-    """
-    from .timing import Timing, measure, percentile
-
-    estimate = 0.0
-    for fn in fns.values():
-        estimate += measure(fn, x, warmup=max(0, warmup - 1), repeats=1).median_ms / 1000.0
-    rounds = repeats
-    if budget > 0 and estimate > 0:
-        rounds = max(min(3, repeats), min(repeats, int(budget / estimate)))
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(rounds):
-        for k, fn in fns.items():
-            times[k].append(measure(fn, x, warmup=0, repeats=1).median_ms)
-    out = {}
-    batch = int(x.shape[0]) if isinstance(x, torch.Tensor) and x.dim() else 1
-    for k, v in times.items():
-        out[k] = Timing(
-            median_ms=statistics.median(v),
-            p90_ms=percentile(v, 90),
-            mean_ms=statistics.fmean(v),
-            std_ms=statistics.pstdev(v) if len(v) > 1 else 0.0,
-            min_ms=min(v),
-            repeats=len(v),
-            warmup=warmup,
-            batch=batch,
-        )
-    return out
 
 
 def _compare(out: torch.Tensor, ref: torch.Tensor) -> tuple[float, bool]:
@@ -405,68 +369,6 @@ def bench_model(model_yaml: str, imgsz: int, device: str, dtype: torch.dtype, la
     return rows
 
 
-# ------------------------------------------------------------------------------------------------------- output
-def _fmt(value, col: str) -> str:
-    if isinstance(value, float):
-        if math.isnan(value):
-            return ""
-        if col in ("vs_ref", "vs_sppf"):
-            return f"{value:.2f}"
-        if col == "gflops":
-            return f"{value:.3f}"
-        if col == "max_abs_diff_vs_ref":
-            return f"{value:.1e}" if value else "0"
-        return f"{value:.3f}" if value < 10 else f"{value:.1f}"
-    if col == "params":
-        return f"{int(value):,}"
-    return str(value)
-
-
-MD_COLUMNS = {
-    "device": "device",
-    "dtype": "dtype",
-    "layout": "layout",
-    "batch": "batch",
-    "shape": "CxHxW",
-    "module": "module",
-    "params": "params",
-    "gflops": "GFLOPs/img",
-    "median_ms": "median ms",
-    "p90_ms": "p90 ms",
-    "min_ms": "min ms",
-    "std_ms": "std ms",
-    "vs_ref": "vs ref",
-    "vs_sppf": "vs SPPF",
-    "max_abs_diff_vs_ref": "max abs diff vs ref",
-}
-
-
-def to_markdown(df) -> str:
-    """A GitHub Markdown table of the bench rows (no extra dependency)."""
-    cols = [c for c in MD_COLUMNS if c in df.columns]
-    right = {"batch", "params", "gflops", "median_ms", "p90_ms", "min_ms", "std_ms", "vs_ref", "vs_sppf",
-             "max_abs_diff_vs_ref"}
-    lines = ["| " + " | ".join(MD_COLUMNS[c] for c in cols) + " |",
-             "|" + "|".join("---:" if c in right else "---" for c in cols) + "|"]
-    for rec in df.to_dict("records"):
-        lines.append("| " + " | ".join(_fmt(rec[c], c) for c in cols) + " |")
-    return "\n".join(lines)
-
-
-def _notes(fuse: bool, threads: int, skipped: list[str]) -> str:
-    notes = [
-        f"Modules {'fused (Conv+BN folded)' if fuse else 'unfused'}, eval mode; torch {torch.__version__}, "
-        f"{threads} CPU thread(s). Timings interleaved round-robin per case via yolo_necks.timing.measure.",
-        "vs ref: median / median of the block's plain reference formulation (yolo_necks.reference), or of the "
-        "ultralytics module a Fast* module replaces; < 1 is faster. vs SPPF: median / ultralytics SPPF's median at "
-        "the same device, dtype, layout, batch and shape.",
-        "GFLOPs per image: operator-level count (torch FlopCounterMode, 2 per multiply-add as thop x 2); pooling "
-        "and other element-wise work are not counted.",
-    ]
-    notes += [f"Skipped: {s}" for s in skipped]
-    return "\n".join(f"- {n}" for n in notes)
-
-
 # --------------------------------------------------------------------------------------------------------- main
 def run_bench(args) -> "pd.DataFrame":  # noqa: F821
     import pandas as pd
@@ -528,7 +430,7 @@ def run_bench(args) -> "pd.DataFrame":  # noqa: F821
         if col not in df.columns:
             df[col] = None
     df = df[COLUMNS]
-    df.attrs["notes"] = _notes(fuse, torch.get_num_threads(), skipped)
+    df.attrs["notes"] = notes(fuse, torch.get_num_threads(), skipped)
     return df
 
 

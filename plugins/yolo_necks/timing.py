@@ -86,3 +86,36 @@ def measure(fn, x: torch.Tensor, warmup: int = 10, repeats: int = 100) -> Timing
         warmup=warmup,
         batch=int(x.shape[0]) if x.dim() else 1,
     )
+
+
+def time_interleaved(fns: dict[str, object], x: torch.Tensor, warmup: int, repeats: int, budget: float):
+    """Time every callable on ``x`` round-robin: ``warmup`` untimed calls each, then up to ``repeats`` rounds.
+
+    Every timed call goes through :func:`yolo_necks.timing.measure` (one repeat, synchronised on CUDA). The number
+    of rounds is cut (to at least 3) when the estimated time exceeds ``budget`` seconds (``budget <= 0``: no cap).
+    Returns ``{name: Timing}`` over the rounds.
+    """
+    estimate = 0.0
+    for fn in fns.values():
+        estimate += measure(fn, x, warmup=max(0, warmup - 1), repeats=1).median_ms / 1000.0
+    rounds = repeats
+    if budget > 0 and estimate > 0:
+        rounds = max(min(3, repeats), min(repeats, int(budget / estimate)))
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(rounds):
+        for k, fn in fns.items():
+            times[k].append(measure(fn, x, warmup=0, repeats=1).median_ms)
+    out = {}
+    batch = int(x.shape[0]) if isinstance(x, torch.Tensor) and x.dim() else 1
+    for k, v in times.items():
+        out[k] = Timing(
+            median_ms=statistics.median(v),
+            p90_ms=percentile(v, 90),
+            mean_ms=statistics.fmean(v),
+            std_ms=statistics.pstdev(v) if len(v) > 1 else 0.0,
+            min_ms=min(v),
+            repeats=len(v),
+            warmup=warmup,
+            batch=batch,
+        )
+    return out
