@@ -14,14 +14,15 @@ from ultralytics.nn.tasks import DetectionModel
 import yolo_necks
 
 YAMLS = sorted(p.name for p in YAML_DIR.glob("*.yaml"))
-NECK_AT_9 = {
-    "yolov8-sppf.yaml": "SPPF",
-    "yolov8-spp.yaml": "SPP",
-    "yolov8-focal.yaml": "FocalModulation",
-    "yolov8-dyca.yaml": "DyCAConv",
-    "yolov8-sk.yaml": "SKConv",
-    "yolov8-pyramid.yaml": "PyramidPool",
-    "yolo11-focal.yaml": "FocalModulation",
+NECKS = {  # file -> {layer index: the module studied there}
+    "yolov8-sppf.yaml": {9: "SPPF"},
+    "yolov8-spp.yaml": {9: "SPP"},
+    "yolov8-focal.yaml": {9: "FocalModulation"},
+    "yolov8-dyca.yaml": {9: "DyCAConv"},
+    "yolov8-sk.yaml": {9: "SKConv"},
+    "yolov8-pyramid.yaml": {9: "PyramidPool"},
+    "yolo11-focal.yaml": {9: "FocalModulation"},
+    "yolov8-dyca-neck.yaml": {16: "DyCAConv", 20: "DyCAConv", 24: "DyCAConv"},  # in front of the head's P3/P4/P5
 }
 ONNX_ATOL = 1e-3  # fp32 ONNX Runtime vs PyTorch on the raw Detect output (boxes in pixels, class scores in [0, 1])
 
@@ -37,14 +38,14 @@ def scaled(name: str, scale: str) -> str:
 
 
 def test_every_yaml_is_listed():
-    assert set(YAMLS) == set(NECK_AT_9)
+    assert set(YAMLS) == set(NECKS)
 
 
 @pytest.mark.parametrize("scale", list("nsmlx"))
 @pytest.mark.parametrize("name", YAMLS)
 def test_builds_and_runs_at_every_scale(name, scale):
     model = DetectionModel(scaled(name, scale), verbose=False).eval()
-    assert type(model.model[9]).__name__ == NECK_AT_9[name]
+    assert {i: type(model.model[i]).__name__ for i in NECKS[name]} == NECKS[name]
     assert model.yaml["scale"] == scale
     with torch.inference_mode():
         for imgsz in (320, 640):
@@ -66,7 +67,8 @@ def test_info_fuse_and_onnx_export(name, tmp_path):
     with torch.no_grad():
         before = model(x)[0]
         after = fused(x)[0]
-    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.model[9].modules()), "BN left unfused"
+    for i in NECKS[name]:
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.model[i].modules()), "BN left unfused"
     torch.testing.assert_close(after, before, atol=1e-3, rtol=1e-3)
 
     import onnxruntime as ort

@@ -6,6 +6,8 @@ Public API::
     yolo_necks.register()                      # make the blocks usable by name in model YAMLs (idempotent)
     yolo_necks.FocalModulation(256, 256)       # the blocks themselves, ultralytics (c1, c2, *args) signature
     yolo_necks.accelerate(model)               # exact faster equivalents of SPP/SPPF, in place
+    yolo_necks.edit("yolov8.yaml", insert="DyCAConv@p3,p4,p5")   # a model YAML dict with blocks at named positions
+    yolo_necks.positions("yolov8.yaml")        # what those names mean for a model: index, module, stride, channels
 
     @yolo_necks.register_block                 # make your own block usable by name
     class MyNeck(torch.nn.Module): ...
@@ -31,6 +33,9 @@ _LAZY = {
     "accelerate": "yolo_necks.fast",
     "FastSPPF": "yolo_necks.fast",
     "FastSPP": "yolo_necks.fast",
+    "edit": "yolo_necks.editing",
+    "edit_with_map": "yolo_necks.editing",
+    "positions": "yolo_necks.editing",
 }
 
 __all__ = ["__version__", *_LAZY]

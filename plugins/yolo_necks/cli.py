@@ -13,6 +13,8 @@ VERBS = {
     "bench": ("yolo_necks.bench:bench_main", "time every block and ultralytics' SPP/SPPF"),
     "data": ("yolo_necks.datasets.cli:data_main", "build a built-in dataset: yolo-necks data build NAME [key=value ...]"),
     "blocks": ("yolo_necks.cli:blocks_main", "list the registered blocks"),
+    "edit": ("yolo_necks.editing_cli:edit_main", "insert/replace blocks at named positions of a model YAML"),
+    "positions": ("yolo_necks.editing_cli:positions_main", "list a model's named positions (p3, backbone_p5, sppf, ...)"),
 }
 
 

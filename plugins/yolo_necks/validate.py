@@ -75,7 +75,7 @@ def _hints(cls) -> dict:
         return {}
 
 
-def _known_names(tasks) -> list[str]:
+def known_names(tasks) -> list[str]:
     names = [n for n, v in vars(tasks).items() if isinstance(v, type) and issubclass(v, nn.Module)]
     return sorted(set(names) | set(BLOCKS))
 
@@ -147,7 +147,7 @@ def _signature_text(cls) -> str:
     return f"{cls.__name__}({', '.join(text)})"
 
 
-def _takes_channels(cls) -> bool:
+def takes_channels(cls) -> bool:
     """Whether a built-in is ``(c1, c2, ...)``: the parser infers ``c1`` and ``args[0]`` is a channel count."""
     try:
         return list(inspect.signature(cls).parameters)[:2] == ["c1", "c2"]
@@ -156,7 +156,7 @@ def _takes_channels(cls) -> bool:
 
 
 def builtin_usage(cls) -> str:
-    note = " (c1 is inferred from the 'from' layer)" if _takes_channels(cls) else ""
+    note = " (c1 is inferred from the 'from' layer)" if takes_channels(cls) else ""
     return f"expected args for {_signature_text(cls)}{note}"
 
 
@@ -195,7 +195,7 @@ def validate_layer(i: int, row, where: str, tasks=None) -> None:
         if resolve_module(m, tasks) is None:
             raise NeckConfigError(f"{prefix}: torchvision.ops has no module '{m[16:]}'")
     elif m not in BLOCKS and m not in vars(tasks):
-        close = difflib.get_close_matches(m, _known_names(tasks), n=3, cutoff=0.6)
+        close = difflib.get_close_matches(m, known_names(tasks), n=3, cutoff=0.6)
         hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
         raise NeckConfigError(
             f"{prefix}: unknown module '{m}'{hint} (yolo-necks blocks: {', '.join(sorted(BLOCKS)) or 'none'})"
@@ -209,7 +209,7 @@ def validate_layer(i: int, row, where: str, tasks=None) -> None:
         _validate_block_args(spec, f, args, prefix)
         return
     cls = resolve_module(m, tasks)
-    if not m.startswith(("nn.", "torchvision.ops.")) and _takes_channels(cls):
+    if not m.startswith(("nn.", "torchvision.ops.")) and takes_channels(cls):
         c2 = literal(args[0]) if args else None
         if not args or not (isinstance(c2, str) or _is_positive_number(c2)):
             got = f"got {c2!r}" if args else "args are empty"

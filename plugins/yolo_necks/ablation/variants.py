@@ -14,14 +14,12 @@ from __future__ import annotations
 import copy
 import difflib
 import json
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from ..errors import NeckConfigError, one_line
+from ..yamltext import plain, render_yaml
 from .spec import Arm, Spec
 
 _TOKEN = re.compile(r"yolo(e-)?v?\d+")
@@ -122,15 +120,6 @@ def _clean(d: dict) -> dict:
     return out
 
 
-def plain(value):
-    """Tuples -> lists, recursively (YAML and JSON see the same thing)."""
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    return value
-
-
 def make_arm_dict(base: dict, arm: Arm, spec: Spec, nc: int | None) -> tuple[dict, str | None, int | None]:
     """(model dict, scale, replaced layer index) of one arm."""
     if arm.yaml:
@@ -166,29 +155,6 @@ def make_arm_dict(base: dict, arm: Arm, spec: Spec, nc: int | None) -> tuple[dic
         d.pop("scale", None)
     head = {k: d[k] for k in ("nc", "scale") if k in d}  # nc and scale first, as in ultralytics' YAMLs
     return plain({**head, **{k: v for k, v in d.items() if k not in head}}), scale, layer
-
-
-def _flow(value) -> str:
-    text = yaml.safe_dump(value, default_flow_style=True, width=math.inf, sort_keys=False)
-    return text.removesuffix("\n...\n").strip()  # scalars end with a document-end marker
-
-
-def render_yaml(d: dict, header: list[str]) -> str:
-    """Model dict -> YAML text in ultralytics' layout (one flow-style row per layer), with a comment header."""
-    lines = [f"# {h}" for h in header]
-    for key, value in d.items():
-        if key in _SECTIONS:
-            lines.append(f"{key}:")
-            lines += [f"  - {_flow(row)}" for row in value]
-        elif isinstance(value, dict):
-            lines.append(f"{key}:")
-            lines += [f"  {_flow(k)}: {_flow(v)}" for k, v in value.items()]
-        else:
-            lines.append(f"{_flow(key)}: {_flow(value)}")
-    text = "\n".join(lines) + "\n"
-    if yaml.safe_load(text) != d:  # pragma: no cover - guards the renderer
-        raise RuntimeError("arm YAML does not round-trip")
-    return text
 
 
 def check_block(arm: Arm, spec: Spec) -> None:
