@@ -108,7 +108,7 @@ def ablate_main(argv: list[str]) -> int:
 
 def report_main(argv: list[str]) -> int:
     """``yolo-necks report DIR|results.csv [...] [--target 0.005] [--metric map50]``."""
-    usage = "usage: yolo-necks report SWEEP_DIR|results.csv [...] [--target T] [--metric M]"
+    usage = "usage: yolo-necks report SWEEP_DIR|results.csv [...] [--target T] [--metric M] [--margin E]"
     if not argv or argv[0] in ("-h", "--help"):
         from .stats import METRICS
 
@@ -123,7 +123,10 @@ def report_main(argv: list[str]) -> int:
             "  --target T  wanted half-width of the 95% interval of Δ on the primary metric (default: the sweep's\n"
             "              spec.yaml 'target', else 0.01)\n"
             "  --metric M  primary metric of the verdict and the planning (default: the spec's 'metric', else\n"
-            f"              map50_95), from: {', '.join(METRICS)}"
+            f"              map50_95), from: {', '.join(METRICS)}\n"
+            "  --margin E  equivalence margin in mAP units (default: the spec's 'margin', else none): per arm and mAP\n"
+            "              metric, paired TOST p-values (Holm-adjusted), and verdicts 'equivalent within ±E' or\n"
+            "              'not worse than −E' where they show it, 'undecided' where nothing is shown"
         )
         return 0 if argv else 2
     from .report import write_report
@@ -132,7 +135,7 @@ def report_main(argv: list[str]) -> int:
     it = iter(argv)
     for arg in it:
         key, sep, value = arg.partition("=")
-        if key in ("--target", "--metric"):
+        if key in ("--target", "--metric", "--margin"):
             if not sep:
                 value = next(it, None)
             if value is None or value.startswith("--"):
@@ -142,11 +145,12 @@ def report_main(argv: list[str]) -> int:
             raise NeckConfigError(f"report: unknown option '{arg}' ({usage})")
         else:
             targets.append(arg)
-    if "target" in options:
-        try:
-            options["target"] = float(options["target"])
-        except ValueError:
-            raise NeckConfigError(f"report: --target must be a number, got '{options['target']}'") from None
+    for key in ("target", "margin"):
+        if key in options:
+            try:
+                options[key] = float(options[key])
+            except ValueError:
+                raise NeckConfigError(f"report: --{key} must be a number, got '{options[key]}'") from None
     if not targets:
         raise NeckConfigError(f"report: give a sweep folder or a results.csv ({usage})")
     for target in targets:

@@ -65,6 +65,8 @@ KEYS: dict[str, tuple[Any, str]] = {
     "metric": ("map50_95", "primary metric: adaptive seeds stop on its precision, the verdict speaks of it"),
     "target": (0.01, "half-width of the 95% interval of a delta that the sweep aims for on the primary metric "
                "(precision planning; adaptive seeds stop there)"),
+    "margin": (None, "equivalence margin in mAP units (e.g. 0.01): verdicts then say equivalent within ±margin or not "
+               "worse than −margin where the paired TOST tests (Holm-adjusted) show it; null: off"),
     "executor": ("local", "local (worker processes on this machine) or ray (a Ray cluster: pip install "
                  "'yolo-necks[ray]')"),
     "parallel": ("auto", "local executor: runs at once; auto = what the machine holds (CPU: cores / threads_per_run, "

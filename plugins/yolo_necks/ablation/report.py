@@ -22,8 +22,8 @@ from ..errors import NeckConfigError
 from .formatting import (NA, floats, fmt, fmt_delta, fmt_mean_std, interval_text, level_text, md_table, p_is,
                          signed, unique)  # fmt: skip
 from .plots import plot_pareto
-from .stats import (DEFAULT_METRIC, DEFAULT_TARGET, METRICS, _is_true, _num, check_metric_target, latest_runs,
-                    mixed_settings, summarize)  # fmt: skip
+from .stats import (DEFAULT_METRIC, DEFAULT_TARGET, METRICS, _is_true, _num, check_margin, check_metric_target,
+                    latest_runs, mixed_settings, summarize)  # fmt: skip
 
 RESULTS, SUMMARY_CSV, SUMMARY_MD, PARETO = "results.csv", "summary.csv", "summary.md", "pareto.png"
 # columns of the summary table: (metric, show a Δ column)
@@ -88,8 +88,13 @@ def _arm_verdict(r, metric: str, target: float, base: str) -> str:
         return head + f"undetermined: no seed finished in both this arm and the baseline {base}."
     stats = (f"Δ {signed(metric, d)} {interval_text(metric, r)} ({level_text(r.get(f'{metric}_delta_adj_level'))} "
              f"interval, Holm p {p_is(r.get(f'{metric}_delta_p_holm'))})")  # fmt: skip
+    margin = _num(r.get("margin"))
     if verdict in ("better", "worse"):
         text = f"**{verdict}** on {label}: {stats}"
+        if math.isfinite(margin) and _is_true(r.get(f"{metric}_noninf")) and verdict == "worse":
+            text += f"; but by less than the margin: not worse than −{fmt(metric, margin)}, {_noninf_text(metric, r)}"
+    elif verdict in ("equivalent", "not worse", "undecided"):
+        text = _margin_verdict(verdict, metric, r, margin) + f"; difference: {stats}"
     else:
         text = f"no detectable difference in {label} at this precision: {stats}"
         lo, hi = _num(r.get(f"{metric}_delta_adj_lo")), _num(r.get(f"{metric}_delta_adj_hi"))
@@ -101,6 +106,63 @@ def _arm_verdict(r, metric: str, target: float, base: str) -> str:
     if _is_true(r.get("pareto")):
         parts.append("Pareto-optimal")
     return head + "; ".join(parts) + "."
+
+
+def _equiv_text(metric: str, r) -> str:
+    """``[−0.004, +0.008] (90% interval, TOST Holm p = 0.01)``: the interval the equivalence decision rests on."""
+    lo, hi = _num(r.get(f"{metric}_equiv_lo")), _num(r.get(f"{metric}_equiv_hi"))
+    return (f"[{signed(metric, lo)}, {signed(metric, hi)}] ({level_text(r.get(f'{metric}_equiv_level'))} interval, "
+            f"TOST Holm p {p_is(r.get(f'{metric}_tost_p_holm'))})")  # fmt: skip
+
+
+def _noninf_text(metric: str, r) -> str:
+    """``lower bound −0.006 (one-sided 97.5%, Holm p = 0.02)``: the bound the non-inferiority decision rests on."""
+    lo = _num(r.get(f"{metric}_noninf_lo"))
+    return (f"lower bound {signed(metric, lo)} (one-sided {level_text(r.get(f'{metric}_noninf_level'))}, "
+            f"Holm p {p_is(r.get(f'{metric}_noninf_p_holm'))})")
+
+
+def _margin_verdict(verdict: str, metric: str, r, margin: float) -> str:
+    """The verdict of an arm whose difference is not detectable, against the equivalence margin."""
+    label, d = METRICS[metric][0], _num(r.get(f"{metric}_delta"))
+    m = fmt(metric, margin)
+    if verdict == "equivalent":
+        return f"**equivalent** within ±{m} on {label}: Δ {signed(metric, d)}, {_equiv_text(metric, r)} inside ±{m}"
+    if verdict == "not worse":
+        return f"**not worse** than −{m} on {label}: Δ {signed(metric, d)}, {_noninf_text(metric, r)}"
+    return (f"undecided on {label} at ±{m}: Δ {signed(metric, d)}, {_equiv_text(metric, r)} reaches beyond ±{m} and "
+            f"the non-inferiority bound {signed(metric, _num(r.get(f'{metric}_noninf_lo')))} does not clear −{m} "
+            f"(Holm p {p_is(r.get(f'{metric}_noninf_p_holm'))}); more seeds or a wider margin")
+
+
+def _equivalence_section(summary: pd.DataFrame, metric: str) -> list[str]:
+    """Per arm and mAP metric: the equivalence interval and TOST p, the non-inferiority bound and p (with a margin)."""
+    margin = _num(summary["margin"].iloc[0]) if "margin" in summary.columns else float("nan")
+    others = summary[~summary["baseline"].map(_is_true)]
+    metrics = [c for c in dict.fromkeys([metric, "map50_95", "map50"]) if f"{c}_tost_p" in summary.columns]
+    if not math.isfinite(margin) or not len(others) or not metrics:
+        return []
+    m = fmt(metrics[0], margin)
+    header = ["Arm"]
+    for c in metrics:
+        header += [f"{METRICS[c][0]}: equivalent within ±{m}?", f"{METRICS[c][0]}: not worse than −{m}?"]
+    rows = []
+    for _, r in others.iterrows():
+        cells = [str(r["arm"])]
+        for c in metrics:
+            if not math.isfinite(_num(r.get(f"{c}_tost_p"))):
+                cells += [NA, NA]
+                continue
+            eq = "**yes**" if _is_true(r.get(f"{c}_equiv")) else "no"
+            ni = "**yes**" if _is_true(r.get(f"{c}_noninf")) else "no"
+            cells += [f"{eq}: {_equiv_text(c, r)}", f"{ni}: {_noninf_text(c, r)}"]
+        rows.append(cells)
+    return ["", f"## Equivalence and non-inferiority (margin ±{m})", "",
+            f"Two one-sided paired t-tests (TOST) per arm: *equivalent* when Δ is shown to lie inside ±{m}, *not worse* "
+            f"when Δ is shown to lie above −{m}; p-values Holm-adjusted over the arms, like the difference tests. The "
+            "interval shown is the one each decision rests on: at 1 − 2α/(m − j + 1) two-sided for the arm Holm "
+            "decided at step j (1 − 2α/m when it did not), so 'yes' exactly when it lies inside the margin. "
+            "Precision and recall: summary.csv (`*_tost_p`, `*_noninf_p`, ...).", ""] + md_table(header, rows)
 
 
 def _latency_clause(r) -> str | None:
@@ -133,8 +195,10 @@ def _verdict_section(summary: pd.DataFrame, metric: str, target: float, level: f
     m = sum(map(math.isfinite, floats(others[f"{metric}_delta_p_holm"])))
     ns = sorted({int(_num(v) or 0) for v in others[f"{metric}_delta_n"] if int(_num(v) or 0) >= 2})
     seeds = (f"{ns[0]}" if len(ns) == 1 else f"{ns[0]}–{ns[-1]}") if ns else "fewer than 2"
+    margin = _num(summary["margin"].iloc[0]) if "margin" in summary.columns else float("nan")
+    against = f", and against the equivalence margin ±{fmt(metric, margin)}" if math.isfinite(margin) else ""
     lines += [f"Δ {label} vs the baseline **{base}** over {seeds} paired seeds; intervals and p-values Holm-adjusted "
-              f"for the {m} arm{'s' * (m != 1)} compared (family-wise {level:.0%}).", ""]  # fmt: skip
+              f"for the {m} arm{'s' * (m != 1)} compared (family-wise {level:.0%}){against}.", ""]  # fmt: skip
     lines += [_arm_verdict(r, metric, target, base) for _, r in others.iterrows()]
     front = summary[summary["pareto"].map(_is_true)] if "pareto" in summary.columns else summary.iloc[0:0]
     if len(front):
@@ -290,6 +354,7 @@ def render_markdown(results: pd.DataFrame, summary: pd.DataFrame, level: float =
     lines += md_table(header, rows)
     lines += ["", _table_note(summary, base, metric, level)]
     lines += _precision_section(summary, metric, target)
+    lines += _equivalence_section(summary, metric)
     failed = runs[runs["status"].astype(str) != "ok"]
     if len(failed):
         lines += ["", "## Failed runs", ""]
@@ -329,13 +394,14 @@ def _table_note(summary: pd.DataFrame, base: list[str], metric: str, level: floa
 
 
 
-def report_settings(folder: str | Path, target: float | None = None, metric: str | None = None) -> tuple[str, float]:
-    """The primary ``metric`` and precision ``target`` of a sweep's report: the arguments when given, else the
-    sweep folder's ``spec.yaml`` (top-level ``metric``/``target``, or ``target``/``metric`` inside a ``seeds``
-    mapping such as ``{min: 3, max: 20, target: 0.01}``), else ``map50_95`` and 0.01."""
+def report_settings(folder: str | Path, target: float | None = None, metric: str | None = None,
+                    margin: float | None = None) -> tuple[str, float, float | None]:
+    """The primary ``metric``, precision ``target`` and equivalence ``margin`` of a sweep's report: the arguments when
+    given, else the sweep folder's ``spec.yaml`` (top-level keys, or ``target``/``metric`` inside a ``seeds``
+    mapping such as ``{min: 3, max: 20, target: 0.01}``), else ``map50_95``, 0.01 and no margin."""
     spec: dict = {}
     path = Path(folder) / "spec.yaml"
-    if (target is None or metric is None) and path.is_file():
+    if (target is None or metric is None or margin is None) and path.is_file():
         import yaml
 
         try:
@@ -345,36 +411,42 @@ def report_settings(folder: str | Path, target: float | None = None, metric: str
         spec = loaded if isinstance(loaded, dict) else {}
     seeds = spec.get("seeds") if isinstance(spec.get("seeds"), dict) else {}
     values = {}
-    for key, given, default in (("metric", metric, DEFAULT_METRIC), ("target", target, DEFAULT_TARGET)):
+    for key, given, default in (("metric", metric, DEFAULT_METRIC), ("target", target, DEFAULT_TARGET),
+                                ("margin", margin, None)):  # fmt: skip
         if given is not None:
             values[key] = (given, "report")
         elif key in spec or key in seeds:
             values[key] = (spec[key] if key in spec else seeds[key], f"{path}: key '{key}'")
         else:
             values[key] = (default, "report")
-    (metric, metric_src), (target, target_src) = values["metric"], values["target"]
+    (metric, metric_src), (target, target_src), (margin, margin_src) = values["metric"], values["target"], \
+        values["margin"]  # fmt: skip
     try:
         check_metric_target(str(metric), DEFAULT_TARGET)
     except ValueError as e:
         raise NeckConfigError(f"{metric_src}: {e}") from None
     try:
-        return check_metric_target(str(metric), target)
+        metric, target = check_metric_target(str(metric), target)
+        return metric, target, check_margin(margin)
     except ValueError as e:
-        raise NeckConfigError(f"{target_src}: {e}") from None
+        raise NeckConfigError(f"{target_src if 'target' in str(e) else margin_src}: {e}") from None
 
 
-def write_report(sweep: str | Path, target: float | None = None, metric: str | None = None) -> dict:
+def write_report(sweep: str | Path, target: float | None = None, metric: str | None = None,
+                 margin: float | None = None) -> dict:
     """(Re)generate ``summary.csv``, ``summary.md`` and ``pareto.png`` of a sweep folder (or next to a results.csv).
 
-    ``metric`` (primary metric of the verdicts and planning) and ``target`` (wanted half-width of its 95% interval
-    of Δ) default to the folder's spec.yaml, else ``map50_95`` and 0.01 (:func:`report_settings`).
-    Returns ``{"summary": DataFrame, "markdown": str, "paths": [...], "metric": str, "target": float}``.
+    ``metric`` (primary metric of the verdicts and planning), ``target`` (wanted half-width of its 95% interval of
+    Δ) and ``margin`` (equivalence margin, mAP units) default to the folder's spec.yaml, else ``map50_95``, 0.01 and
+    none (:func:`report_settings`).
+    Returns ``{"summary": DataFrame, "markdown": str, "paths": [...], "metric": str, "target": float,
+    "margin": float | None}``.
     """
     p = Path(sweep)
     folder = p if p.is_dir() else p.parent
     results = load_results(p)
-    metric, target = report_settings(folder, target, metric)
-    summary = summarize(results, metric=metric, target=target)
+    metric, target, margin = report_settings(folder, target, metric, margin)
+    summary = summarize(results, metric=metric, target=target, margin=margin)
     if summary.empty:
         raise NeckConfigError(f"{folder / RESULTS}: no runs recorded yet")
     md = render_markdown(results, summary)
@@ -392,4 +464,4 @@ def write_report(sweep: str | Path, target: float | None = None, metric: str | N
         xlabel += f", {unique(ok, 'speed_dtype')} on {unique(ok, 'speed_device_name') or unique(ok, 'speed_device')}"
     plot_pareto(summary, folder / PARETO, title, xlabel)
     paths = [folder / n for n in (SUMMARY_CSV, SUMMARY_MD, PARETO)]
-    return {"summary": summary, "markdown": md, "paths": paths, "metric": metric, "target": target}
+    return {"summary": summary, "markdown": md, "paths": paths, "metric": metric, "target": target, "margin": margin}

@@ -282,6 +282,7 @@ def validate(d: dict, source: str, spec_dir: Path, select: list[str] | None = No
         raise NeckConfigError(f"{source}: key 'metric': unknown metric {metric!r}{suggest(metric, METRICS)} "
                               f"(choose from {', '.join(METRICS)})")  # fmt: skip
     target = _number(source, "target", d["target"], 0.0, strict=True)
+    margin = _number(source, "margin", d["margin"], 0.0, allow_none=True, strict=True)
     seeds, adaptive = _seed_policy(source, d["seeds"], target)
     return Spec(
         source=source,
@@ -306,6 +307,7 @@ def validate(d: dict, source: str, spec_dir: Path, select: list[str] | None = No
         pretrained=_pretrained(source, d["pretrained"], spec_dir),
         metric=metric,
         target=target,
+        margin=margin,
         adaptive=adaptive,
         execution=_execution(source, d, devices or (device,)),
     )

@@ -83,6 +83,7 @@ class Spec:
     pretrained: str | None = None
     metric: str = "map50_95"
     target: float = 0.01
+    margin: float | None = None
     adaptive: SeedPolicy | None = None
     execution: Execution = field(default_factory=Execution)
 

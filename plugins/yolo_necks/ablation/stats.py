@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from .tdist import finite as _finite
-from .tdist import half_width, seeds_needed, t_cdf, t_ppf
+from .tdist import half_width, paired_tost, seeds_needed, t_cdf, t_ppf
 
 # column -> (label, higher is better, format)
 METRICS: dict[str, tuple[str, bool, str]] = {
@@ -183,10 +183,10 @@ def _split(results: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, str | Non
 
 
 def summarize(results: pd.DataFrame, level: float = 0.95, metric: str = DEFAULT_METRIC,
-              target: float = DEFAULT_TARGET) -> pd.DataFrame:  # fmt: skip
+              target: float = DEFAULT_TARGET, margin: float | None = None) -> pd.DataFrame:  # fmt: skip
     """One row per arm: runs ok/failed, mean and std of every metric over ok seeds, paired Δ vs the baseline, and
     the family-wise inference and precision planning of :func:`add_inference` (``metric`` is the primary metric of
-    the verdicts, ``target`` the wanted half-width of its ``level`` interval)."""
+    the verdicts, ``target`` the wanted half-width of its ``level`` interval, ``margin`` the equivalence margin)."""
     runs, ok, base_arm = _split(results)
     if runs.empty:
         return pd.DataFrame()
@@ -228,17 +228,30 @@ def summarize(results: pd.DataFrame, level: float = 0.95, metric: str = DEFAULT_
                 values = list(dict.fromkeys(as_strings(arm_runs[col])))
                 row[col] = values[0] if len(values) == 1 else " | ".join(values)
         rows.append(row)
-    return add_inference(pd.DataFrame(rows), level, metric, target)
+    return add_inference(pd.DataFrame(rows), level, metric, target, margin)
 
 
 # per metric, the columns add_inference appends after ``{metric}_delta_sd``
 INFERENCE_COLUMNS = ("delta_p_holm", "delta_adj_lo", "delta_adj_hi", "delta_adj_level", "delta_sig", "delta_half",
                      "seeds_needed")  # fmt: skip
-VERDICTS = ("better", "worse", "no detectable difference", "undetermined", "failed", "baseline")
+# per fraction metric, the columns of the equivalence and non-inferiority tests when a margin is given
+EQUIVALENCE_COLUMNS = ("tost_p", "tost_p_holm", "equiv", "equiv_lo", "equiv_hi", "equiv_level", "noninf_p",
+                       "noninf_p_holm", "noninf", "noninf_lo", "noninf_level")  # fmt: skip
+VERDICTS = ("better", "worse", "equivalent", "not worse", "undecided", "no detectable difference", "undetermined",
+            "failed", "baseline")  # fmt: skip
 
 
 def _units(metric: str) -> str:
     return "fraction" if metric in FRACTION_METRICS else metric
+
+
+def check_margin(margin) -> float | None:
+    """An equivalence margin: None (off) or a finite number > 0 in the units of the mAP metrics (ValueError)."""
+    if margin is None:
+        return None
+    if isinstance(margin, bool) or not _finite(margin) or float(margin) <= 0:
+        raise ValueError(f"margin must be a number > 0 in mAP units (e.g. 0.01), or null; got {margin!r}")
+    return float(margin)
 
 
 def check_metric_target(metric: str, target: float) -> tuple[str, float]:
@@ -251,7 +264,7 @@ def check_metric_target(metric: str, target: float) -> tuple[str, float]:
 
 
 def add_inference(summary: pd.DataFrame, level: float = 0.95, metric: str = DEFAULT_METRIC,
-                  target: float = DEFAULT_TARGET) -> pd.DataFrame:  # fmt: skip
+                  target: float = DEFAULT_TARGET, margin: float | None = None) -> pd.DataFrame:  # fmt: skip
     """Family-wise inference, precision planning, verdicts and the Pareto set, from the per-arm Δ columns alone.
 
     Needs per metric ``{m}_delta``, ``{m}_delta_n``, ``{m}_delta_p`` and ``{m}_delta_sd`` (an older summary.csv
@@ -266,18 +279,24 @@ def add_inference(summary: pd.DataFrame, level: float = 0.95, metric: str = DEFA
     - ``{m}_seeds_needed``: :func:`seeds_needed` for ±``target``, for the metrics in the primary metric's units
       (the mAP/precision/recall family when the primary is one of them; else the primary alone), else empty.
 
+    With a ``margin`` (mAP units), per fraction metric (mAP50-95, mAP50, precision, recall; all higher-is-better)
+    also the columns of :func:`add_equivalence`.
+
     and per arm ``verdict`` on the primary metric (one of :data:`VERDICTS`: ``better``/``worse`` when the adjusted
-    interval excludes 0, by the metric's direction; ``no detectable difference`` otherwise; ``undetermined`` with
-    < 2 paired seeds or no baseline; ``failed`` with no finished run), ``pareto`` (:func:`pareto_arms`),
-    ``primary_metric`` and ``target``.
+    interval excludes 0, by the metric's direction; otherwise, with a margin, ``equivalent`` (within ±margin),
+    ``not worse`` (than −margin) or ``undecided``, and without one ``no detectable difference``; ``undetermined``
+    with < 2 paired seeds or no baseline; ``failed`` with no finished run), ``pareto`` (:func:`pareto_arms`),
+    ``primary_metric``, ``target`` and ``margin``.
     """
     metric, target = check_metric_target(metric, target)
+    margin = check_margin(margin)
     if summary.empty:
         return summary
     s = summary.copy()
     alpha = 1.0 - level
     is_base = [_is_true(v) for v in s["baseline"]]
     added: dict[str, list[str]] = {}
+    extra: dict[str, list] = {}
     for col in METRICS:
         if f"{col}_delta" not in s.columns:
             continue
@@ -305,10 +324,13 @@ def add_inference(summary: pd.DataFrame, level: float = 0.95, metric: str = DEFA
             "seeds_needed": pd.array([seeds_needed(x, target, level) if planned and not b else None
                                       for x, b in zip(sd, is_base)], dtype="Int64"),  # fmt: skip
         }
-        for k, v in new.items():
-            s[f"{col}_{k}"] = v
+        if margin is not None and col in FRACTION_METRICS:
+            new.update(add_equivalence(d, sd, n, is_base, margin, alpha))
+        extra.update({f"{col}_{k}": v for k, v in new.items()})
         added[f"{col}_delta_sd"] = [f"{col}_{k}" for k in new]
-    s["verdict"] = [_verdict(r, metric) for _, r in s.iterrows()]
+    s = pd.concat([s, pd.DataFrame(extra, index=s.index)], axis=1)  # at once: no fragmented frame
+    s["margin"] = margin
+    s["verdict"] = [_verdict(r, metric, margin) for _, r in s.iterrows()]
     front = set(pareto_arms(s))
     s["pareto"] = [a in front for a in s["arm"]]
     s["primary_metric"], s["target"] = metric, target
@@ -324,16 +346,48 @@ def add_inference(summary: pd.DataFrame, level: float = 0.95, metric: str = DEFA
     return s[order]
 
 
-def _verdict(row, metric: str) -> str:
+def add_equivalence(d: list, sd: list, n: list, is_base: list, margin: float, alpha: float) -> dict[str, list]:
+    """Equivalence within ±``margin`` and non-inferiority (not worse than −``margin``) of each arm's paired Δ, with
+    Holm's adjustment over the arms that have a test, like the difference tests.
+
+    Per arm: ``tost_p`` (:func:`~yolo_necks.ablation.tdist.paired_tost`, the larger of the two one-sided p-values),
+    ``noninf_p`` (the one-sided test of ``H0: Δ <= -margin``), their Holm-adjusted values, the decisions at ``alpha``
+    (``equiv``, ``noninf``) and the intervals consistent with them: ``equiv_lo``/``equiv_hi`` at the two-sided level
+    ``1 - 2 alpha_j`` (``equiv_level``), which lies inside ±margin exactly when Holm declares equivalence, and the
+    one-sided lower bound ``noninf_lo`` at ``1 - alpha_j`` (``noninf_level``), above −margin exactly when Holm
+    declares non-inferiority; ``alpha_j`` is the level at which Holm tested the arm (:func:`holm_levels`).
+    """
+    tost = [paired_tost(x, s, k, margin) if not b else (float("nan"),) * 3 for x, s, k, b in zip(d, sd, n, is_base)]
+    p_eq, p_ni = [t[0] for t in tost], [t[1] for t in tost]
+    out: dict[str, list] = {}
+    for name, p in (("tost", p_eq), ("noninf", p_ni)):
+        adjusted, one_sided = holm(p), holm_levels(p, alpha)
+        two_sided = [2.0 * lv - 1.0 if _finite(lv) else float("nan") for lv in one_sided]
+        half = [half_width(s, k, lv) if _finite(lv) else float("nan") for s, k, lv in zip(sd, n, two_sided)]
+        decided = [bool(_finite(a) and a <= alpha) for a in adjusted]
+        if name == "tost":
+            out.update(tost_p=p, tost_p_holm=adjusted, equiv=decided, equiv_lo=[m - h for m, h in zip(d, half)],
+                       equiv_hi=[m + h for m, h in zip(d, half)], equiv_level=two_sided)  # fmt: skip
+        else:
+            out.update(noninf_p=p, noninf_p_holm=adjusted, noninf=decided,
+                       noninf_lo=[m - h for m, h in zip(d, half)], noninf_level=one_sided)  # fmt: skip
+    return {k: out[k] for k in EQUIVALENCE_COLUMNS}
+
+
+def _verdict(row, metric: str, margin: float | None = None) -> str:
     if _is_true(row.get("baseline")):
         return "baseline"
     if not int(_num(row.get("n_ok")) or 0):
         return "failed"
     if not _finite(row.get(f"{metric}_delta_p_holm")):
         return "undetermined"
-    if not _is_true(row.get(f"{metric}_delta_sig")):
+    if _is_true(row.get(f"{metric}_delta_sig")):
+        return "better" if (float(row[f"{metric}_delta"]) > 0) == METRICS[metric][1] else "worse"
+    if margin is None or metric not in FRACTION_METRICS:
         return "no detectable difference"
-    return "better" if (float(row[f"{metric}_delta"]) > 0) == METRICS[metric][1] else "worse"
+    if _is_true(row.get(f"{metric}_equiv")):
+        return "equivalent"
+    return "not worse" if _is_true(row.get(f"{metric}_noninf")) else "undecided"
 
 
 def _num(v) -> float:

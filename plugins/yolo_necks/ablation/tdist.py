@@ -1,6 +1,6 @@
 """Student's t without scipy: the distribution function and quantiles (regularised incomplete beta + bisection),
-the half-width of a paired-t interval, and precision planning (:func:`seeds_needed`: paired seeds for a target
-half-width at an observed SD)."""
+the half-width of a paired-t interval, precision planning (:func:`seeds_needed`: paired seeds for a target
+half-width at an observed SD), and the two one-sided tests of equivalence (:func:`paired_tost`)."""
 
 from __future__ import annotations
 
@@ -82,7 +82,6 @@ def t_ppf(p: float, df: float) -> float:
     return 0.5 * (lo + hi)
 
 
-
 def finite(v) -> bool:
     try:
         return math.isfinite(float(v))
@@ -121,3 +120,30 @@ def seeds_needed(sd: float, target: float, level: float = 0.95) -> int | None:
     while n > 2 and half_width(sd, n - 1, level) <= target:
         n -= 1
     return n
+
+
+def one_sided_p(mean: float, sd: float, n: int, bound: float, above: bool) -> float:
+    """Paired-t p-value of ``H0: mu <= bound`` (``above``: the alternative is mu > bound) or ``H0: mu >= bound``
+    (the alternative mu < bound), from the mean and SD of ``n`` paired differences; NaN with n < 2.
+
+    Identical differences (``sd == 0``) decide without noise: p 0 when the mean lies strictly on the alternative's
+    side of ``bound``, else 1."""
+    if n < 2 or not (finite(mean) and finite(sd)):
+        return float("nan")
+    if sd == 0.0:
+        return 0.0 if (mean > bound if above else mean < bound) else 1.0
+    t = (mean - bound) / (sd / math.sqrt(n))
+    return 1.0 - t_cdf(t, n - 1) if above else t_cdf(t, n - 1)
+
+
+def paired_tost(mean: float, sd: float, n: int, margin: float) -> tuple[float, float, float]:
+    """Two one-sided tests (TOST) of equivalence within ``±margin`` for paired differences.
+
+    Returns ``(p, p_lower, p_upper)``: ``p_lower`` tests ``H0: mu <= -margin`` (rejecting it: not worse than
+    ``-margin``, the non-inferiority test of a higher-is-better metric), ``p_upper`` tests ``H0: mu >= +margin``,
+    and ``p = max(p_lower, p_upper)``: rejecting both at ``alpha`` declares equivalence, exactly when the
+    ``1 - 2 alpha`` interval of the mean lies inside ``[-margin, +margin]``. Matches statsmodels' ``ttost_paired``.
+    """
+    lower = one_sided_p(mean, sd, n, -margin, above=True)
+    upper = one_sided_p(mean, sd, n, margin, above=False)
+    return max(lower, upper), lower, upper
