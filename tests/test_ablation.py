@@ -289,7 +289,7 @@ def test_failing_arm_is_recorded_and_the_sweep_goes_on_then_retry_failed(spec_fi
     failed = [r for r in rows if r["status"] == "failed"]
     assert all("RuntimeError: CUDA out of memory (simulated)" in r["error"] for r in failed)
     md = (sweep / "summary.md").read_text()
-    assert "## Failed runs" in md and "| spp | SPP | 0/2 (2 failed) | failed |" in md
+    assert "## Failed runs" in md and "| spp | SPP | replace sppf | 0/2 (2 failed) | failed |" in md
     s = pd.read_csv(sweep / "summary.csv").set_index("arm")
     assert s.loc["spp", "n_ok"] == 0 and math.isnan(s.loc["spp", "map50_95_mean"])
 
@@ -425,7 +425,7 @@ def test_compare_puts_sweeps_side_by_side(tmp_path, rect_data, capsys):
     out = capsys.readouterr().out
     text = out_file.read_text()
     assert text in out
-    assert "| Arm | a: mAP50-95 | a: Δ vs baseline |" in text and "b (2): mAP50-95" in text
+    assert "| Arm | Placement | a: mAP50-95 | a: Δ vs baseline |" in text and "b (2): mAP50-95" in text
     assert "mAP50-95: b − a" in text
     spp = next(line for line in text.splitlines() if line.startswith("| spp |"))
     assert "+0.050" in spp  # b is 0.05 better than a on every arm

@@ -52,13 +52,15 @@ def ablate_help() -> str:
     lines += [
         "",
         "  arm keys: name (folder-safe id), block (module replacing the SPPF), args (block arguments after c2; c2 is",
-        "  the SPPF's), baseline (true on exactly one arm), yaml (a model YAML used as is instead of block/args),",
-        "  scale (per-arm scale letter).",
+        "  the SPPF's), insert (positions the block goes after instead, e.g. [p3, p4, p5]: see yolo-necks positions",
+        "  MODEL; every reader of a position reads the block), baseline (true on exactly one arm), yaml (a model YAML",
+        "  used as is instead of block/args), scale (per-arm scale letter).",
         "",
         "examples:",
         "  yolo-necks ablate                                   # the default sweep (reduced on a CPU)",
         "  yolo-necks ablate epochs=50 seeds=5 device=0        # 5 seeds: 0..4",
         "  yolo-necks ablate my_spec.yaml arms=sppf,focal data=coco8.yaml project=runs/necks",
+        "  yolo-necks ablate ablations/placement.yaml          # where should the block go: SPPF site vs p3-p5",
         "  yolo-necks report ablations/runs/default-cpu        # regenerate the summaries",
     ]
     return "\n".join(lines)

@@ -64,7 +64,9 @@ def compare(paths: list[str | Path], metrics: list[str] | None = None) -> str:
         loaded.append(summary)
         labels.append(label)
     arms = list(dict.fromkeys(a for s in loaded for a in s["arm"]))
-    header = ["Arm"]
+    placed = any("placement" in s.columns and s["placement"].fillna("").astype(str).str.len().gt(0).any()
+                 for s in loaded)  # fmt: skip
+    header = ["Arm"] + ["Placement"] * placed
     for label in labels:
         for m in metrics:
             header += [f"{label}: {METRICS[m][0]}", f"{label}: Δ vs baseline"]
@@ -73,7 +75,10 @@ def compare(paths: list[str | Path], metrics: list[str] | None = None) -> str:
         header.append(f"{METRICS[first][0]}: {label} − {labels[0]}")
     rows = []
     for arm in arms:
-        cells = [arm]
+        places = [str(s[s["arm"] == arm]["placement"].iloc[0]) for s in loaded
+                  if "placement" in s.columns and (s["arm"] == arm).any()]  # fmt: skip
+        places = [p for p in dict.fromkeys(places) if p and p != "nan"]
+        cells = [arm] + [" | ".join(places) or "—"] * placed
         means = []
         for s in loaded:
             hit = s[s["arm"] == arm]

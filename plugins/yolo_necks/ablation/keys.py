@@ -12,7 +12,7 @@ from typing import Any
 
 BUILTIN_SOURCE = "<built-in default spec>"
 ARM_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
-ARM_KEYS = ("name", "block", "args", "baseline", "yaml", "scale")
+ARM_KEYS = ("name", "block", "args", "insert", "baseline", "yaml", "scale")
 SPEED_KEYS = {
     "warmup": "untimed forward passes before timing (per measurement)",
     "repeats": "timed batch-1 forward passes for latency (>= 100)",

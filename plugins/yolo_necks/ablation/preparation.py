@@ -9,7 +9,6 @@ with one line. :func:`write_inputs` then writes the effective spec and every arm
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,14 +18,12 @@ import yaml
 
 from ..errors import NeckConfigError
 from .devices import check_devices_exist
-from .plan import RunPlan, file_sha, plan_runs
-from .run import DataRef, one_line
+from .plan import RunPlan, plan_runs
+from .pretrained import Transfer, measure_transfer, resolve_checkpoint
+from .run import DataRef
 from .spec import Spec, load_spec
 from .store import atomic_write
 from .variants import ArmModel, build_arms, plain
-
-MIN_TRANSFER = 0.5  # a pretrained checkpoint must fill at least this share of an arm's tensors
-
 
 # ----------------------------------------------------------------------------------------------------- dataset
 def resolve_dataset(spec: Spec) -> tuple[str, dict]:
@@ -80,87 +77,6 @@ def count_images(info: dict, split: str = "train") -> int | None:
 
 
 # ------------------------------------------------------------------------------------------------- pretrained
-@dataclass
-class Transfer:
-    """What a checkpoint fills in one arm's model: tensors loaded of tensors in the model, and the layers whose
-    tensors (all, or some: 'partial') start from scratch."""
-
-    loaded: int
-    total: int
-    scratch: list[str]
-
-    @property
-    def text(self) -> str:
-        return f"{self.loaded}/{self.total}"
-
-    @property
-    def fraction(self) -> float:
-        return self.loaded / self.total if self.total else 0.0
-
-
-def resolve_checkpoint(spec: Spec) -> tuple[str, str]:
-    """(local path, full sha256) of the spec's pretrained checkpoint; a weights name is fetched by ultralytics."""
-    given = str(spec.pretrained)
-    path = Path(given).expanduser()
-    bare = not path.is_file() and not path.is_absolute() and path.parent == Path(".")
-    if bare:  # a weights name: ultralytics fetches its own release assets (yolov8n.pt, ...) where online
-        from ultralytics.utils.downloads import attempt_download_asset
-
-        try:
-            path = Path(attempt_download_asset(given))
-        except Exception as e:
-            raise NeckConfigError(f"{spec.source}: key 'pretrained': '{given}' is not a file here and could not be "
-                                  f"downloaded ({one_line(e)})") from None  # fmt: skip
-    if not path.is_file():
-        how = " nor weights ultralytics could download (offline, or not one of its weights names)" if bare else ""
-        raise NeckConfigError(f"{spec.source}: key 'pretrained': checkpoint '{given}' not found (not a file here"
-                              f"{how})")  # fmt: skip
-    return str(path.resolve()), file_sha(path, None)
-
-
-def measure_transfer(checkpoint: str, models: list[ArmModel], spec: Spec) -> dict[str, Transfer]:
-    """Load the checkpoint into every arm's model with ultralytics' own transfer (``DetectionModel.load``: tensors
-    matched by name and shape, the class branch rebuilt at the source width) and count the tensors that now hold the
-    checkpoint's values. An arm filled less than :data:`MIN_TRANSFER` is refused."""
-    import torch
-    from ultralytics.nn.tasks import DetectionModel, load_checkpoint
-
-    try:
-        weights, _ = load_checkpoint(checkpoint)
-    except Exception as e:
-        raise NeckConfigError(f"{spec.source}: key 'pretrained': cannot load '{checkpoint}' ({one_line(e)})") from None
-    src = {k: v.float() for k, v in weights.float().state_dict().items()}
-    out = {}
-    for m in models:
-        d = copy.deepcopy(m.model_dict)
-        d["yaml_file"] = m.file_name
-        net = DetectionModel(d, ch=3, nc=d.get("nc"), verbose=False)
-        net.load(weights, verbose=False)
-        sd = net.state_dict()
-        loaded, partial, total = 0, {}, len(sd)
-        for k, v in sd.items():
-            layer = k.split(".")[1] if k.startswith("model.") else k
-            hit = k in src and src[k].shape == v.shape and torch.equal(src[k], v.float())
-            loaded += hit
-            partial.setdefault(layer, []).append(hit)
-        scratch = []
-        for layer, hits in partial.items():
-            if not all(hits):
-                name = type(net.model[int(layer)]).__name__ if layer.isdigit() else layer
-                scratch.append(f"{layer} {name}" + ("" if not any(hits) else " (partial)"))
-        t = Transfer(loaded, total, scratch)
-        if t.fraction < MIN_TRANSFER:
-            raise NeckConfigError(
-                f"{spec.source}: key 'pretrained': '{Path(checkpoint).name}' fills only {t.text} tensors "
-                f"({100 * t.fraction:.0f}%) of arm '{m.arm.name}'; its base architecture does not match the sweep's "
-                f"model '{Path(spec.model).name}' scale {m.scale} (at least {MIN_TRANSFER:.0%} must transfer)"
-            )
-        out[m.arm.name] = t
-        del net
-    return out
-
-
-# ---------------------------------------------------------------------------------------------------- prepare
 @dataclass
 class Prepared:
     """A validated sweep, ready to run: spec, dataset, arm models and the planned runs."""
@@ -223,10 +139,11 @@ def _check_freeze(spec: Spec, models: list[ArmModel]) -> None:
     else:
         return
     for m in models:
-        if m.layer is not None and m.layer in frozen and not m.arm.baseline:
-            raise NeckConfigError(f"{spec.source}: key 'train_args.freeze': {freeze} freezes layer {m.layer}, the "
-                                  f"block arm '{m.arm.name}' swaps in; it would never train (use freeze <= "
-                                  f"{m.layer})")  # fmt: skip
+        hit = sorted(set(m.layers) & frozen)
+        if hit and not m.arm.baseline:
+            raise NeckConfigError(f"{spec.source}: key 'train_args.freeze': {freeze} freezes layer {hit[0]}, the "
+                                  f"block arm '{m.arm.name}' {'inserts' if m.arm.insert else 'swaps in'}; it "
+                                  f"would never train (use freeze <= {min(m.layers)})")  # fmt: skip
 
 
 def prepare(spec_or_path: str | Path | dict | Spec | None = None, **overrides: Any) -> Prepared:
@@ -265,7 +182,7 @@ def write_inputs(prep: Prepared) -> None:
     arms = []
     for a in spec.arms:
         arm = {"name": a.name, **({"yaml": a.yaml} if a.yaml else {"block": a.block, "args": plain(a.args)})}
-        arm.update({k: v for k, v in (("baseline", a.baseline), ("scale", a.scale)) if v})
+        arm.update({k: v for k, v in (("insert", list(a.insert)), ("baseline", a.baseline), ("scale", a.scale)) if v})
         arms.append(arm)
     effective["arms"] = arms
     text = (

@@ -313,6 +313,10 @@ def run_task(task: RunTask, execute: Callable | None = None) -> dict[str, Any]:
         plan.yaml_path.write_text(plan.model.text, encoding="utf-8")
         data = node_data(task.data)
         checkpoint = node_checkpoint(task)
+        if checkpoint and plan.model.index_map:  # inserted layers shift the names: renumber the weights to this arm
+            from .pretrained import remap_checkpoint
+
+            checkpoint = remap_checkpoint(checkpoint, plan.model.index_map, plan.run_dir / "pretrained-renumbered.pt")
         if checkpoint:
             spec = replace(spec, pretrained=checkpoint)
         fn = execute if execute is not None else execute_run  # looked up now: patching the module attribute works

@@ -126,6 +126,8 @@ def _base_row(plan: RunPlan, prep: Prepared, env: dict[str, str], executor: Exec
         "sweep": spec.name,
         "arm": plan.arm.name,
         "block": plan.arm.label,
+        "placement": plan.model.placement,
+        "edited_layers": " ".join(map(str, plan.model.layers)),
         "baseline": plan.arm.baseline,
         "seed": plan.seed,
         "epochs": spec.epochs,

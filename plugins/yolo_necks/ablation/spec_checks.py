@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +85,8 @@ def _arms(source: str, value: Any, spec_dir: Path, select: list[str] | None) -> 
                 raise NeckConfigError(f"{where}: unknown arm key '{k}'{suggest(k, ARM_KEYS)}")
         block, arm_yaml = item.get("block"), item.get("yaml")
         if (block is None) == (arm_yaml is None):
-            raise NeckConfigError(f"{where}: give exactly one of 'block' (replaces the SPPF) or 'yaml' (a model YAML)")
+            raise NeckConfigError(f"{where}: give exactly one of 'block' (replaces the SPPF, or is inserted at 'insert' "
+                                  "positions) or 'yaml' (a model YAML)")
         name = item.get("name")
         if name is None:
             name = (str(block).lower() if block else Path(str(arm_yaml)).stem)
@@ -116,7 +118,8 @@ def _arms(source: str, value: Any, spec_dir: Path, select: list[str] | None) -> 
             if found is None:
                 raise NeckConfigError(f"{where}: model YAML '{arm_yaml}' not found")
             resolved = str(found)
-        arms.append(Arm(name, block, tuple(args), baseline, resolved, scale))
+        insert = _insert_positions(where, item.get("insert"), arm_yaml is not None)
+        arms.append(Arm(name, block, tuple(args), baseline, resolved, scale, insert))
     baselines = [a.name for a in arms if a.baseline]
     if len(baselines) != 1:
         what = "none" if not baselines else ", ".join(baselines)
@@ -128,6 +131,30 @@ def _arms(source: str, value: Any, spec_dir: Path, select: list[str] | None) -> 
             raise NeckConfigError(f"{source}: override 'arms': unknown arm(s) {', '.join(unknown)} (known: {known})")
         arms = [a for a in arms if a.name in select]
     return arms
+
+
+def _insert_positions(where: str, value: Any, yaml_arm: bool) -> tuple[str, ...]:
+    """An arm's ``insert`` positions: a list (``[p3, p4, p5]``, layer indices allowed) or ``"p3,p4,p5"``; () if none.
+    Whether each names a position of the model is checked when the arm's YAML is made (it depends on the model)."""
+    if value is None:
+        return ()
+    if yaml_arm:
+        raise NeckConfigError(f"{where}: 'insert' only applies to block arms, not yaml arms")
+    items = value.split(",") if isinstance(value, str) else value
+    if isinstance(items, int) and not isinstance(items, bool):
+        items = [items]
+    if not isinstance(items, (list, tuple)) or not items:
+        raise NeckConfigError(f"{where}: 'insert' must be a list of positions like [p3, p4, p5], got {value!r}")
+    out = []
+    for x in items:
+        text = str(x).strip() if isinstance(x, (str, int)) and not isinstance(x, bool) else ""
+        if not text or not re.fullmatch(r"[A-Za-z0-9_]+", text):
+            raise NeckConfigError(f"{where}: 'insert' position {x!r} is not a position name (p3, backbone_p5, sppf) "
+                                  "or a layer index")  # fmt: skip
+        out.append(text)
+    if len(set(out)) != len(out):
+        raise NeckConfigError(f"{where}: 'insert' names a position twice: {value!r}")
+    return tuple(out)
 
 
 def _train_args(source: str, value: Any) -> dict:

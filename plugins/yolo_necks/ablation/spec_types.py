@@ -8,7 +8,8 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class Arm:
-    """One arm of a sweep: either a block replacing the base model's SPPF, or an explicit model YAML."""
+    """One arm of a sweep: a block replacing the base model's ``replace`` layer (SPPF), a block inserted after named
+    positions (``insert``: ``("p3", "p4", "p5")``), or an explicit model YAML."""
 
     name: str
     block: str | None = None
@@ -16,6 +17,7 @@ class Arm:
     baseline: bool = False
     yaml: str | None = None
     scale: str | None = None
+    insert: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:

@@ -162,6 +162,12 @@ def as_strings(col: pd.Series) -> list[str]:
     return out
 
 
+def _last_text(runs: pd.DataFrame, col: str) -> str:
+    """The latest non-empty text of a column ('' when absent: results written before it existed)."""
+    values = [v for v in as_strings(runs[col]) if v] if col in runs.columns else []
+    return values[-1] if values else ""
+
+
 def _is_true(v) -> bool:
     """A boolean cell as pandas or csv may give it back (True, 'True', 1, 1.0, 'yes')."""
     return str(v).strip().lower() in ("true", "1", "1.0", "yes")
@@ -201,6 +207,7 @@ def summarize(results: pd.DataFrame, level: float = 0.95, metric: str = DEFAULT_
             "sweep": arm_runs["sweep"].iloc[0] if "sweep" in arm_runs else "",
             "arm": arm,
             "block": arm_runs["block"].iloc[-1] if "block" in arm_runs else "",
+            "placement": _last_text(arm_runs, "placement"),
             "baseline": arm == base_arm,
             "n_runs": len(arm_runs),
             "n_ok": len(arm_ok),

@@ -23,7 +23,7 @@ from ..errors import NeckError
 RESULTS = "results.csv"
 STATUSES = ("ok", "failed")
 COLUMNS = [
-    "sweep", "arm", "block", "baseline", "seed", "status", "error",
+    "sweep", "arm", "block", "placement", "edited_layers", "baseline", "seed", "status", "error",
     "params", "gflops", "map50", "map50_95", "precision", "recall",
     "epochs", "epochs_run", "train_s", "val_s", "wall_s", "cpu_s",
     "latency_ms", "latency_p90_ms", "latency_std_ms", "throughput_ips",

@@ -1,8 +1,11 @@
-"""Arms as concrete model YAMLs: the base model with its SPPF layer replaced by each arm's block.
+"""Arms as concrete model YAMLs: the base model with a block in place of its SPPF, or inserted at named positions.
 
-For a block arm, the base model's ``SPPF`` row ``[from, n, SPPF, [c2, k]]`` becomes ``[from, n, Block, [c2, *args]]``
-(same input, same repeats, same unscaled output channels, then the arm's own arguments), so any base YAML with an
-SPPF works (yolov8, yolo11, ...). An arm may instead name a model YAML (``yaml: path``), used as it is.
+For a block arm without ``insert``, the base model's ``SPPF`` row ``[from, n, SPPF, [c2, k]]`` becomes
+``[from, n, Block, [c2, *args]]`` (same input, same repeats, same unscaled output channels, then the arm's own
+arguments), so any base YAML with an SPPF works (yolov8, yolo11, ...). A block arm with ``insert: [p3, p4, p5]`` is
+the base model with the block spliced in after each position by :func:`yolo_necks.editing.edit_with_map` (exact
+rewiring of every ``from``; the arm keeps the index map, so a pretrained checkpoint can be renumbered to it). An arm
+may instead name a model YAML (``yaml: path``), used as it is.
 
 Every arm YAML is written with the scale letter in its file name (``yolov8n-focal.yaml``): ultralytics takes a
 model's scale from the file name (``guess_model_scale``) and ignores a ``scale:`` key. Each arm's model is built
@@ -35,7 +38,9 @@ class ArmModel:
     model_dict: dict
     file_name: str
     scale: str | None
-    layer: int | None  # index of the replaced layer (None for yaml arms)
+    layers: tuple[int, ...] = ()  # indices (in this arm's model) of the replaced or inserted layers; () for yaml arms
+    placement: str = ""  # 'replace sppf', 'insert p3,p4,p5', 'base' (the baseline left as the base model), 'yaml'
+    index_map: dict[int, int] | None = None  # base layer -> this arm's layer, for arms with inserted layers
     text: str = ""
     stride: int = 32  # the model's largest stride (set when the model is built)
 
@@ -120,8 +125,50 @@ def _clean(d: dict) -> dict:
     return out
 
 
-def make_arm_dict(base: dict, arm: Arm, spec: Spec, nc: int | None) -> tuple[dict, str | None, int | None]:
-    """(model dict, scale, replaced layer index) of one arm."""
+@dataclass
+class ArmDict:
+    """What :func:`make_arm_dict` returns: the arm's model dict and where its block went."""
+
+    model: dict
+    scale: str | None
+    layers: tuple[int, ...]
+    placement: str
+    index_map: dict[int, int] | None = None
+    what: str = ""  # for the YAML's header
+
+
+def _replaced(base: dict, arm: Arm, spec: Spec) -> ArmDict:
+    d = copy.deepcopy(base)
+    try:
+        section, i, layer = find_layer(d, spec.replace)
+    except LookupError as e:
+        raise NeckConfigError(f"{spec.source}: key 'model': '{spec.model}' {e} (key 'replace')") from None
+    f, n, _, args = d[section][i]
+    if not args:
+        raise NeckConfigError(f"{spec.source}: key 'model': layer {layer} ({spec.replace}) has no output channels")
+    d[section][i] = [f, n, arm.block, [args[0], *plain(list(arm.args))]]
+    unchanged = plain(d[section][i]) == plain(base[section][i])
+    placement = "base" if unchanged else f"replace {spec.replace.lower()}"
+    what = f"{Path(spec.model).name} with layer {layer} {spec.replace} -> {arm.block} {list(plain(arm.args))}"
+    return ArmDict(d, None, (layer,), placement, None, what)
+
+
+def _inserted(base: dict, arm: Arm, spec: Spec) -> ArmDict:
+    from ..editing import edit_with_map
+
+    where = ",".join(arm.insert)
+    try:
+        result = edit_with_map(base, insert=f"{arm.block}@{where}", args={arm.block: plain(list(arm.args))})
+    except NeckConfigError as e:
+        raise NeckConfigError(f"{spec.source}: arm '{arm.name}': insert {arm.block}@{where}: {e}") from None
+    layers = tuple(result.inserted)
+    what = (f"{Path(spec.model).name} with {arm.block} {list(plain(arm.args))} inserted after {where} "
+            f"(layers {', '.join(map(str, layers))} of this model; every reader of those positions reads the block)")
+    return ArmDict(result.model, None, layers, f"insert {where}", dict(result.index_map), what)
+
+
+def make_arm_dict(base: dict, arm: Arm, spec: Spec, nc: int | None) -> ArmDict:
+    """The model dict of one arm (with its scale, edited layers and placement)."""
     if arm.yaml:
         from ultralytics.nn.tasks import guess_model_scale, yaml_model_load
 
@@ -129,32 +176,26 @@ def make_arm_dict(base: dict, arm: Arm, spec: Spec, nc: int | None) -> tuple[dic
             d = yaml_model_load(arm.yaml)
         except Exception as e:
             raise NeckConfigError(f"{spec.source}: arm '{arm.name}': cannot load '{arm.yaml}': {one_line(e, None)}") from None
-        scale = arm.scale or guess_model_scale(arm.yaml) or spec.scale
-        layer = None
+        out = ArmDict(d, arm.scale or guess_model_scale(arm.yaml) or spec.scale, (), "yaml", None,
+                      f"model YAML {arm.yaml}")  # fmt: skip
     else:
-        d = copy.deepcopy(base)
-        try:
-            section, i, layer = find_layer(d, spec.replace)
-        except LookupError as e:
-            raise NeckConfigError(f"{spec.source}: key 'model': '{spec.model}' {e} (key 'replace')") from None
-        f, n, _, args = d[section][i]
-        if not args:
-            raise NeckConfigError(f"{spec.source}: key 'model': layer {layer} ({spec.replace}) has no output channels")
-        d[section][i] = [f, n, arm.block, [args[0], *plain(list(arm.args))]]
-        scale = arm.scale or spec.scale
-    d = _clean(d)
+        out = _inserted(base, arm, spec) if arm.insert else _replaced(base, arm, spec)
+        out.scale = arm.scale or spec.scale
+    d = _clean(out.model)
     if nc is not None:
         d["nc"] = int(nc)
     if d.get("scales"):
-        if scale not in d["scales"]:
+        if out.scale not in d["scales"]:
             scales = ", ".join(d["scales"])
-            raise NeckConfigError(f"{spec.source}: arm '{arm.name}': scale {scale!r} not in the model's scales ({scales})")
-        d["scale"] = scale
+            raise NeckConfigError(f"{spec.source}: arm '{arm.name}': scale {out.scale!r} not in the model's scales "
+                                  f"({scales})")  # fmt: skip
+        d["scale"] = out.scale
     else:
-        scale = None
+        out.scale = None
         d.pop("scale", None)
     head = {k: d[k] for k in ("nc", "scale") if k in d}  # nc and scale first, as in ultralytics' YAMLs
-    return plain({**head, **{k: v for k, v in d.items() if k not in head}}), scale, layer
+    out.model = plain({**head, **{k: v for k, v in d.items() if k not in head}})
+    return out
 
 
 def check_block(arm: Arm, spec: Spec) -> None:
@@ -211,21 +252,17 @@ def build_arms(spec: Spec, nc: int | None, check: bool = True) -> list[ArmModel]
     models = []
     for arm in spec.arms:
         check_block(arm, spec)
-        d, scale, layer = make_arm_dict(base, arm, spec, nc)
+        made = make_arm_dict(base, arm, spec, nc)
         stem = Path(arm.yaml).stem if arm.yaml else base_stem
-        name = arm_file_name(stem, scale, arm.name)
-        if scale and guess_model_scale(name) != scale:  # pragma: no cover - guards the naming scheme
-            raise RuntimeError(f"arm file name {name} does not carry scale {scale}")
-        if arm.yaml:
-            what = f"model YAML {arm.yaml}"
-        else:
-            what = f"{Path(spec.model).name} with layer {layer} {spec.replace} -> {arm.block} {list(plain(arm.args))}"
+        name = arm_file_name(stem, made.scale, arm.name)
+        if made.scale and guess_model_scale(name) != made.scale:  # pragma: no cover - guards the naming scheme
+            raise RuntimeError(f"arm file name {name} does not carry scale {made.scale}")
         header = [
-            f"yolo-necks ablation arm '{arm.name}' of sweep '{spec.name}': {what}",
-            f"scale {scale or '-'} (ultralytics reads it from the file name), nc {d.get('nc')}",
+            f"yolo-necks ablation arm '{arm.name}' of sweep '{spec.name}': {made.what}",
+            f"scale {made.scale or '-'} (ultralytics reads it from the file name), nc {made.model.get('nc')}",
         ]
-        m = ArmModel(arm, d, name, scale, layer)
-        m.text = render_yaml(d, header)
+        m = ArmModel(arm, made.model, name, made.scale, made.layers, made.placement, made.index_map)
+        m.text = render_yaml(made.model, header)
         if check:
             build_check(m, spec)
         models.append(m)
