@@ -27,6 +27,21 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture
+def logged():
+    """Messages of ultralytics' LOGGER (which writes to the stdout it found at import, beyond capsys)."""
+    import logging
+
+    from ultralytics.utils import LOGGER
+
+    lines: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())
+    LOGGER.addHandler(handler)
+    yield lines
+    LOGGER.removeHandler(handler)
+
+
 @pytest.fixture(scope="session")
 def tmp_session(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("session")

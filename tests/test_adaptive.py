@@ -1,6 +1,7 @@
-"""Adaptive seeds: rounds of one more seed for every arm until every interval on the primary metric is within the
-target, or ``max`` seeds. The runs are a stand-in whose paired differences have chosen noise levels, so the round
-where the rule must stop is computed here independently (Student-t half-width of the first n differences)."""
+"""Adaptive seeds, per arm: each arm gets more seeds until its own interval on the primary metric is within the
+target, or ``max`` seeds; the baseline runs every seed an arm needs. The runs are a stand-in whose paired differences
+have chosen noise levels per arm, so where each arm must stop is computed here independently (Student-t half-width of
+its first n differences)."""
 
 from __future__ import annotations
 
@@ -74,11 +75,11 @@ def seeds_by_arm(path: str) -> dict[str, list[int]]:
     return dict(out)
 
 
-def assert_whole_rounds(by_arm: dict[str, list[int]], n: int) -> None:
-    """Every arm has exactly seeds 0..n-1, each once: no seed was added to only some arms, nothing twice."""
-    assert set(by_arm) == {"sppf", "noisy", "steady"}
+def assert_seeds(by_arm: dict[str, list[int]], counts: dict[str, int]) -> None:
+    """Each arm has exactly seeds 0..n-1 (its own n), each once: nothing skipped, nothing twice."""
+    assert set(by_arm) == set(counts)
     for arm, seeds in by_arm.items():
-        assert sorted(seeds) == list(range(n)), (arm, sorted(seeds))
+        assert sorted(seeds) == list(range(counts[arm])), (arm, sorted(seeds))
 
 
 def test_seed_policies_in_the_spec(spec_file):
@@ -102,8 +103,9 @@ def test_adaptive_seeds_stop_at_the_round_where_precision_is_reached(spec_file, 
     n = expected_seeds(target, 3, 12)
     assert 3 < n < 12  # the chosen noise makes the rule add seeds, and stop before max
     assert half_width(NOISE[: n - 1]) > target >= half_width(NOISE[:n])
-    assert_whole_rounds(seeds_by_arm(path), n)
-    assert df.attrs["ran"] == 3 * n and len(df) == 3 * n
+    # 'steady' (identical differences: half-width 0) is precise at min seeds and gets no more
+    assert_seeds(seeds_by_arm(path), {"sppf": n, "noisy": n, "steady": 3})
+    assert df.attrs["ran"] == 2 * n + 3 and len(df) == 2 * n + 3
     assert fake.calls[:3] == [("sppf", 0), ("noisy", 0), ("steady", 0)]  # seed-major, round by round
 
 
@@ -112,11 +114,11 @@ def test_adaptive_seeds_stop_at_max_and_raising_max_continues(spec_file):
     fake = NoisyTraining()
     with mock.patch.object(run_module, "execute_run", fake):
         runner.run_sweep(path)
-        assert_whole_rounds(seeds_by_arm(path), 5)
+        assert_seeds(seeds_by_arm(path), {"sppf": 5, "noisy": 5, "steady": 3})
         fake.calls.clear()
         runner.run_sweep(path, seeds={"min": 3, "max": 7, "target": 1e-6})
-    assert sorted(fake.calls) == sorted((a, s) for a in ("sppf", "noisy", "steady") for s in (5, 6))
-    assert_whole_rounds(seeds_by_arm(path), 7)
+    assert sorted(fake.calls) == sorted((a, s) for a in ("sppf", "noisy") for s in (5, 6))
+    assert_seeds(seeds_by_arm(path), {"sppf": 7, "noisy": 7, "steady": 3})
 
 
 def test_zero_variance_is_precise_at_min_seeds(spec_file):
@@ -132,7 +134,7 @@ def test_adaptive_seeds_resume_after_a_kill_mid_round_and_complete_that_round(sp
 
     def ctrl_c_mid_round(plan):
         started.append(plan)
-        if len(started) == 11:  # seeds 0..2 (9 runs), then round 3: sppf recorded, noisy starts -> killed
+        if len(started) == 11:  # seeds 0..2 (9 runs), then seed 3 (steady is precise): sppf recorded, noisy killed
             raise KeyboardInterrupt
 
     with mock.patch.object(run_module, "execute_run", NoisyTraining()):
@@ -143,8 +145,9 @@ def test_adaptive_seeds_resume_after_a_kill_mid_round_and_complete_that_round(sp
         fake = NoisyTraining()
         with mock.patch.object(run_module, "execute_run", fake):
             runner.run_sweep(path)
-    assert fake.calls[:2] == [("noisy", 3), ("steady", 3)]  # the interrupted round is completed first
-    assert_whole_rounds(seeds_by_arm(path), expected_seeds(0.012, 3, 12))
+    assert fake.calls[:1] == [("noisy", 3)]  # the interrupted batch is completed first
+    n = expected_seeds(0.012, 3, 12)
+    assert_seeds(seeds_by_arm(path), {"sppf": n, "noisy": n, "steady": 3})
 
 
 def test_a_failed_baseline_stops_adding_seeds(spec_file):
@@ -158,4 +161,50 @@ def test_a_failed_baseline_stops_adding_seeds(spec_file):
 
     with mock.patch.object(run_module, "execute_run", BaselineFails()):
         runner.run_sweep(path)
-    assert_whole_rounds(seeds_by_arm(path), 3)  # nothing to pair with: more seeds would not help
+    assert_seeds(seeds_by_arm(path), {"sppf": 3, "noisy": 3, "steady": 3})  # nothing to pair with: no more seeds
+
+
+# ---------------------------------------------------------------------------------------- per-arm stopping
+# paired differences (arm - baseline) by seed of three arms with chosen noise: 'calm' settles fast, 'rough' slowly
+PER_ARM = {
+    "calm": [0.010, 0.012, 0.009, 0.011, 0.010, 0.010, 0.011, 0.009, 0.010, 0.010, 0.010, 0.010],
+    "mid": [0.02, -0.004, 0.015, 0.001, 0.012, 0.004, 0.009, 0.006, 0.008, 0.007, 0.008, 0.007],
+    "rough": [0.05, -0.03, 0.04, -0.02, 0.03, -0.01, 0.02, 0.0, 0.015, 0.005, 0.01, 0.01],
+}
+
+
+class PerArmTraining(NoisyTraining):
+    def __call__(self, plan, spec, data):
+        self.calls.append((plan.arm.name, plan.seed))
+        row = fake_metrics(plan, spec)
+        row["map50_95"] = 0.4 + (0.0 if plan.arm.name == "sppf" else PER_ARM[plan.arm.name][plan.seed])
+        return row
+
+
+def first_precise(d: list[float], target: float, lo: int, hi: int) -> tuple[int, str]:
+    """Independently: the seed count at which an arm with these paired differences stops, and why."""
+    for n in range(lo, hi + 1):
+        if half_width(d[:n]) <= target:
+            return n, "precise"
+    return hi, "max"
+
+
+@pytest.mark.parametrize("target, hi", [(0.01, 12), (0.004, 8)])
+def test_each_arm_stops_on_its_own_precision_and_the_runs_saved_are_reported(spec_file, logged, target, hi):
+    arms = [ARMS[0]] + [{"name": a, "block": "SPP", "args": [[5, 9, 13]]} for a in PER_ARM]
+    path = spec_file(arms=arms, seeds={"min": 3, "max": hi, "target": target})
+    with mock.patch.object(run_module, "execute_run", PerArmTraining()):
+        df = runner.run_sweep(path)
+    expected = {a: first_precise(d, target, 3, hi) for a, d in PER_ARM.items()}
+    counts = {a: n for a, (n, _) in expected.items()}
+    assert len(set(counts.values())) > 1  # the chosen noise makes the arms stop at different seed counts
+    assert_seeds(seeds_by_arm(path), {"sppf": max(counts.values()), **counts})
+    runs = max(counts.values()) + sum(counts.values())
+    whole = 4 * max(counts.values())
+    assert len(df) == runs and whole > runs
+    assert any(f"{runs} runs, whole rounds would have run {whole} (saved {whole - runs})" in line for line in logged)
+    md = (Path(df.attrs["sweep_dir"]) / "summary.md").read_text()
+    for arm, (n, why) in expected.items():
+        stop = "stopped: precise" if why == "precise" else f"stopped: max {hi} seeds"
+        assert f"- {arm} vs sppf, mAP50-95: " in md and f"; adaptive seeds: {n} run, {stop}" in md
+    assert f"{runs} runs, where giving every arm every seed would have run {whole} (saved {whole - runs})" in md

@@ -30,21 +30,6 @@ DIGITS_CPU = DEFAULT_SPEC["cpu"]["data_params"]
 DIGITS_FULL = DEFAULT_SPEC["data_params"]
 
 
-@pytest.fixture
-def logged():
-    """Messages of ultralytics' LOGGER (which writes to the stdout it found at import, beyond capsys)."""
-    import logging
-
-    from ultralytics.utils import LOGGER
-
-    lines: list[str] = []
-    handler = logging.Handler()
-    handler.emit = lambda record: lines.append(record.getMessage())
-    LOGGER.addHandler(handler)
-    yield lines
-    LOGGER.removeHandler(handler)
-
-
 # ------------------------------------------------------------------------------------------- switching datasets
 @pytest.mark.parametrize("device, section", [("cpu", DIGITS_CPU), ("0", DIGITS_FULL)])  # cpu: section applies or not
 @pytest.mark.parametrize(

@@ -14,7 +14,8 @@ import pytest
 import yaml
 
 from yolo_necks.ablation.compare import compare
-from yolo_necks.ablation.report import planning_line, write_report
+from yolo_necks.ablation.report import write_report
+from yolo_necks.ablation.sections import planning_line
 from yolo_necks.ablation.stats import holm, holm_levels, paired_delta, pareto_arms, summarize
 from yolo_necks.ablation.stopping import precision_check
 from yolo_necks.ablation.tdist import half_width, seeds_needed, t_ppf

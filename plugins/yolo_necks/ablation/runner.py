@@ -8,8 +8,8 @@ Order of work in :func:`run_sweep`:
 3. skip runs whose hash ``results.csv`` records as done (and failed ones unless ``retry_failed``) (:mod:`.store`);
 4. hand the remaining runs to the executor (:mod:`.executors`: this process, local worker processes, or Ray tasks);
    every row that comes back is appended to ``results.csv`` at once, by this process only. A failed run is recorded
-   and the sweep goes on; Ctrl-C stops the workers and keeps every finished row. With adaptive seeds, rounds of one
-   more seed for every arm follow until the primary metric's intervals are within ``target``;
+   and the sweep goes on; Ctrl-C stops the workers and keeps every finished row. With adaptive seeds, each arm gets
+   more seeds until its own interval on the primary metric is within ``target`` (:mod:`.adaptive`);
 5. regenerate ``summary.csv``, ``summary.md`` and ``pareto.png`` from ``results.csv`` (:mod:`.report`).
 """
 
@@ -169,8 +169,14 @@ def _run(prep: Prepared, store: ResultsStore, executor: Executor, retry_failed: 
         pending = _plan_status(prep, plans, store, retry_failed)
         ran += _execute(prep, pending, store, executor, env, callbacks)
         if spec.adaptive is not None:
-            plans, extra = _adaptive_rounds(prep, store, executor, env, retry_failed, callbacks)
-            ran += extra
+            from .adaptive import adaptive_rounds
+
+            rounds = adaptive_rounds(
+                prep, executor.slots,
+                lambda new: _execute(prep, _plan_status(prep, new, store, retry_failed), store, executor, env, callbacks),
+                lambda planned: _latest(store, planned), lambda line: LOGGER.info(f"{title}: {line}"),
+            )  # fmt: skip
+            plans, ran = rounds.plans, ran + rounds.ran
     except KeyboardInterrupt:
         LOGGER.warning(f"{title}: interrupted; {ran} run(s) recorded this time. Run the same command to continue.")
         if store.path.is_file():
@@ -229,40 +235,6 @@ def _execute(prep: Prepared, plans: list[RunPlan], store: ResultsStore, executor
         events.close()
         bar.close()
     return ran
-
-
-def _adaptive_rounds(prep: Prepared, store: ResultsStore, executor: Executor, env: dict, retry_failed: bool,
-                     callbacks: dict | None) -> tuple[list[RunPlan], int]:  # fmt: skip
-    """Rounds of new seeds, every arm with each new seed, until every arm's interval on the primary metric is within
-    the target (:func:`yolo_necks.ablation.stopping.precision_check`) or ``max`` seeds are done.
-
-    The rule looks at precision only, never at significance. A round is never split: all arms get the same seeds
-    (a resumed sweep completes a round an interrupted one left partial, because the runs it plans for a seed are
-    the same ones, by hash). Each batch adds as many seeds as the current SD says are still needed, at most as many
-    rounds as the executor runs at once, at least one; raising ``max`` later continues from the seeds done.
-    """
-    from ultralytics.utils import LOGGER
-
-    from .stopping import precision_check
-
-    spec, title = prep.spec, _title(prep.spec)
-    policy = spec.adaptive
-    seeds, ran = list(spec.seeds), 0
-    while True:
-        plans = prep.plan(seeds)
-        check = precision_check(_latest(store, plans), spec.metric, policy.target)
-        if check.done or not check.comparable or len(seeds) >= policy.max:
-            why = check.reason if check.done or not check.comparable else \
-                f"stopped at max {policy.max} seeds; {check.reason}"  # fmt: skip
-            LOGGER.info(f"{title}: adaptive seeds: {len(seeds)} seeds; {why}")
-            return plans, ran
-        need = (check.seeds_needed or len(seeds) + 1) - len(seeds)
-        k = max(1, min(need, max(1, executor.slots // max(1, len(spec.arms))), policy.max - len(seeds)))
-        new = list(range(max(seeds) + 1, max(seeds) + 1 + k))
-        LOGGER.info(f"{title}: adaptive seeds: {check.reason}; adding seed{'s' * (k > 1)} "
-                    f"{', '.join(map(str, new))} for every arm")  # fmt: skip
-        seeds += new
-        ran += _execute(prep, _plan_status(prep, prep.plan(new), store, retry_failed), store, executor, env, callbacks)
 
 
 def _latest(store: ResultsStore, plans: list[RunPlan]):
