@@ -208,8 +208,8 @@ def test_tiny_sweep_end_to_end_through_the_cli(spec_file):
     for r in rows:
         assert 0.0 <= float(r["map50_95"]) <= float(r["map50"]) <= 1.0
         assert int(r["params"]) > 1_000_000 and float(r["gflops"]) > 0
-        assert 0 < float(r["latency_ms"]) <= float(r["latency_p90_ms"]) and float(r["throughput_ips"]) > 0
-        assert r["speed_repeats"] == "100" and r["speed_dtype"] == "fp32" and r["speed_device"] == "cpu"
+        assert float(r["map50_se"]) >= 0 and float(r["map50_95_se"]) >= 0 and float(r["train_ips"]) > 0
+        assert (Path(r["run_dir"]) / "val_bootstrap.npz").is_file() and r["latency_ms"] == ""  # a run does not time itself
         assert r["imgsz"] == "64" and r["epochs"] == "1" and r["device"] == "cpu" and r["reduced"] == ""
         run_dir = Path(r["run_dir"])
         assert (run_dir / "weights" / "best.pt").is_file()
@@ -217,6 +217,11 @@ def test_tiny_sweep_end_to_end_through_the_cli(spec_file):
         args = yaml.safe_load((run_dir / "args.yaml").read_text())
         assert args["seed"] == 0 and args["deterministic"] is True and args["imgsz"] == 64
     assert rows[0]["config_hash"] != rows[1]["config_hash"]
+    timed = read_rows(sweep / "speed.csv")  # each arm timed once, after training
+    assert [r["arm"] for r in timed] == ["sppf", "spp"]
+    for r in timed:
+        assert 0 < float(r["latency_ms"]) <= float(r["latency_p90_ms"]) and float(r["throughput_ips"]) > 0
+        assert r["rounds"] == "100" and r["dtype"] == "fp32" and r["device"] == "cpu"
     assert "SPP, [1024, [5, 9, 13]]" in (sweep / "models" / "yolov8n-spp.yaml").read_text()
     for name in ("summary.csv", "summary.md", "pareto.png", "spec.yaml"):
         assert (sweep / name).stat().st_size > 0

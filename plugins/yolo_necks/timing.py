@@ -88,12 +88,14 @@ def measure(fn, x: torch.Tensor, warmup: int = 10, repeats: int = 100) -> Timing
     )
 
 
-def time_interleaved(fns: dict[str, object], x: torch.Tensor, warmup: int, repeats: int, budget: float):
+def time_interleaved(fns: dict[str, object], x: torch.Tensor, warmup: int, repeats: int, budget: float,
+                     rounds_out: dict[str, list[float]] | None = None):  # fmt: skip
     """Time every callable on ``x`` round-robin: ``warmup`` untimed calls each, then up to ``repeats`` rounds.
 
     Every timed call goes through :func:`yolo_necks.timing.measure` (one repeat, synchronised on CUDA). The number
     of rounds is cut (to at least 3) when the estimated time exceeds ``budget`` seconds (``budget <= 0``: no cap).
-    Returns ``{name: Timing}`` over the rounds.
+    Returns ``{name: Timing}`` over the rounds; ``rounds_out``, when given, receives each callable's milliseconds
+    round by round (the rounds of two callables are paired: they ran next to each other).
     """
     estimate = 0.0
     for fn in fns.values():
@@ -105,6 +107,8 @@ def time_interleaved(fns: dict[str, object], x: torch.Tensor, warmup: int, repea
     for _ in range(rounds):
         for k, fn in fns.items():
             times[k].append(measure(fn, x, warmup=0, repeats=1).median_ms)
+    if rounds_out is not None:
+        rounds_out.update(times)
     out = {}
     batch = int(x.shape[0]) if isinstance(x, torch.Tensor) and x.dim() else 1
     for k, v in times.items():

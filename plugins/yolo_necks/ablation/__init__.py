@@ -32,7 +32,7 @@ _LAZY = {
     "Spec": "yolo_necks.ablation.spec",
     "DEFAULT_SPEC": "yolo_necks.ablation.spec",
     "build_arms": "yolo_necks.ablation.variants",
-    "measure_speed": "yolo_necks.ablation.speed",
+    "time_arms": "yolo_necks.ablation.arm_speed",
     "paired_delta": "yolo_necks.ablation.stats",
     "summarize": "yolo_necks.ablation.stats",
     "t_ppf": "yolo_necks.ablation.tdist",

@@ -9,6 +9,7 @@ import pandas as pd
 
 from ..errors import NeckConfigError
 from .formatting import NA, fmt_delta, fmt_mean_std, md_table, signed
+from .arm_speed import latest_timings
 from .report import RESULTS, SUMMARY_CSV, load_results
 from .stats import METRICS, _num, add_inference, summarize
 
@@ -35,7 +36,8 @@ def load_summary(path: str | Path) -> tuple[pd.DataFrame, str]:
         if not any(c.endswith("_delta_p_holm") for c in summary.columns):  # written before Holm: derive it
             summary = add_inference(summary)
     elif "status" in head:
-        summary = summarize(load_results(p))
+        timings = latest_timings(p.parent)
+        summary = summarize(load_results(p), timings=timings if len(timings) else None)
     else:
         raise NeckConfigError(f"{p}: neither a results.csv nor a summary.csv of a sweep")
     if summary.empty:
@@ -64,7 +66,7 @@ def compare(paths: list[str | Path], metrics: list[str] | None = None) -> str:
         loaded.append(summary)
         labels.append(label)
     arms = list(dict.fromkeys(a for s in loaded for a in s["arm"]))
-    placed = any("placement" in s.columns and s["placement"].fillna("").astype(str).str.len().gt(0).any()
+    placed = any("placement" in s.columns and s["placement"].astype(object).fillna("").astype(str).str.len().gt(0).any()
                  for s in loaded)  # fmt: skip
     header = ["Arm"] + ["Placement"] * placed
     for label in labels:
@@ -103,7 +105,13 @@ def compare(paths: list[str | Path], metrics: list[str] | None = None) -> str:
                           ("device", "device")):  # fmt: skip
             if col in s.columns and s[col].notna().any() and str(s[col].dropna().iloc[0]) not in ("", "nan"):
                 info.append(f"{name} {s[col].dropna().iloc[0]}")
+        devices = _latency_devices(s)
+        info.append(f"latency timed on {' | '.join(devices) or 'an unrecorded device'}")
         lines.append(f"- **{label}** ({p}): " + ", ".join(info))
+    timed_on = {d for s in loaded for d in _latency_devices(s)}
+    if "latency_ms" in metrics and len(timed_on) > 1:
+        lines += ["", f"> **Warning**: the latency columns come from different devices ({', '.join(sorted(timed_on))}); "
+                  "compare latencies only within one sweep (or between sweeps timed on the same device model)."]
     lines += [
         "",
         "Δ vs baseline: paired by seed within each sweep; [interval] from Student's t, adjusted (Holm) for the arms "
@@ -114,3 +122,9 @@ def compare(paths: list[str | Path], metrics: list[str] | None = None) -> str:
     ]
     lines += md_table(header, rows)
     return "\n".join(lines) + "\n"
+
+
+def _latency_devices(summary: pd.DataFrame) -> list[str]:
+    """The device models a sweep's latencies were timed on (its arms' timing sessions, or its runs' rows)."""
+    values = summary["speed_device_name"].fillna("").astype(str) if "speed_device_name" in summary.columns else []
+    return [v for v in dict.fromkeys(x.strip() for part in values for x in part.split("|")) if v and v != "nan"]

@@ -19,12 +19,14 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import NeckConfigError
+from .arm_speed import latest_timings
 from .formatting import NA, floats, fmt_delta, fmt_mean_std, level_text, md_table, unique
 from .plots import plot_pareto
-from .sections import (adaptive_policy, equivalence_section, placement_text, precision_section, stop_reasons,
-                       verdict_section)  # fmt: skip
+from .sections import (adaptive_policy, equivalence_section, placement_text, precision_section,
+                       reproducibility_line, speed_lines, stop_reasons, verdict_section)  # fmt: skip
 from .stats import (DEFAULT_METRIC, DEFAULT_TARGET, METRICS, _is_true, _num, check_margin, check_metric_target,
                     latest_runs, mixed_settings, summarize)  # fmt: skip
+from .valnoise import val_share
 
 RESULTS, SUMMARY_CSV, SUMMARY_MD, PARETO = "results.csv", "summary.csv", "summary.md", "pareto.png"
 # columns of the summary table: (metric, show a Δ column)
@@ -117,9 +119,13 @@ def render_markdown(results: pd.DataFrame, summary: pd.DataFrame, level: float =
     ]
     lines += ["- " + "; ".join(setting[:3]), "- " + "; ".join(setting[3:])]
     ok = runs[runs["status"].astype(str) == "ok"]
-    if len(ok):
+    timed = "speed_session" in summary.columns and summary["speed_session"].astype(str).str.len().gt(0).any()
+    if timed:
+        lines += speed_lines(summary)
+    elif len(ok):
         lines.append(
-            f"- speed: fused model in eval mode, forward pass only (no pre-processing or NMS), "
+            f"- speed (timed per run, as sweeps before per-arm timing did): fused model in eval mode, forward pass "
+            f"only (no pre-processing or NMS), "
             f"{unique(ok, 'speed_dtype')} on {unique(ok, 'speed_device')} ({unique(ok, 'speed_device_name')}); "
             f"latency = batch-1 median (and p90) of {unique(ok, 'speed_repeats')} timed passes after "
             f"{unique(ok, 'speed_warmup')} warm-up passes; throughput at batch {unique(ok, 'throughput_batch')} "
@@ -130,6 +136,7 @@ def render_markdown(results: pd.DataFrame, summary: pd.DataFrame, level: float =
         "ultralytics (unfused model, at imgsz). Failed runs are not averaged."
     )
     lines.append(_start_line(runs))
+    lines.append(reproducibility_line(runs))
     mixed = mixed_settings(results)
     if mixed:
         what = "; ".join(f"{k}: {' vs '.join(v)}" for k, v in mixed.items())
@@ -242,6 +249,20 @@ def report_settings(folder: str | Path, target: float | None = None, metric: str
         raise NeckConfigError(f"{target_src if 'target' in str(e) else margin_src}: {e}") from None
 
 
+def add_val_shares(summary: pd.DataFrame, runs: pd.DataFrame) -> None:
+    """Per arm and mAP metric, the val sampling's SD of a paired Δ and its share of the variance over seeds."""
+    base_rows = summary[summary["baseline"].map(_is_true)]
+    if not len(base_rows):
+        return
+    base = str(base_rows["arm"].iloc[0])
+    for metric in ("map50_95", "map50"):
+        cells = [val_share(runs, str(r["arm"]), base, metric, _num(r.get(f"{metric}_delta_sd")))
+                 if not _is_true(r["baseline"]) else {} for _, r in summary.iterrows()]  # fmt: skip
+        summary[f"{metric}_val_sd"] = [c.get("val_sd", float("nan")) for c in cells]
+        summary[f"{metric}_val_share"] = [c.get("val_share", float("nan")) for c in cells]
+        summary[f"{metric}_val_basis"] = [c.get("basis", "") for c in cells]
+
+
 def write_report(sweep: str | Path, target: float | None = None, metric: str | None = None,
                  margin: float | None = None) -> dict:
     """(Re)generate ``summary.csv``, ``summary.md`` and ``pareto.png`` of a sweep folder (or next to a results.csv).
@@ -256,9 +277,11 @@ def write_report(sweep: str | Path, target: float | None = None, metric: str | N
     folder = p if p.is_dir() else p.parent
     results = load_results(p)
     metric, target, margin = report_settings(folder, target, metric, margin)
-    summary = summarize(results, metric=metric, target=target, margin=margin)
+    timings = latest_timings(folder)
+    summary = summarize(results, metric=metric, target=target, margin=margin, timings=timings if len(timings) else None)
     if summary.empty:
         raise NeckConfigError(f"{folder / RESULTS}: no runs recorded yet")
+    add_val_shares(summary, latest_runs(results))
     policy = adaptive_policy(folder)
     if policy is not None:
         summary["seeds_stop"] = stop_reasons(summary, metric, target, policy)
@@ -273,7 +296,9 @@ def write_report(sweep: str | Path, target: float | None = None, metric: str | N
     reduced = unique(runs, "reduced")
     title = f"{sweep_name}: mAP50-95 vs latency" + (f" (reduced: {reduced})" if reduced else "")
     xlabel = "batch-1 latency (ms)"
-    if len(ok):
+    if len(timings):
+        xlabel += f", {unique(timings, 'dtype')} on {unique(timings, 'device_name')}, timed once per arm"
+    elif len(ok):
         xlabel += f", {unique(ok, 'speed_dtype')} on {unique(ok, 'speed_device_name') or unique(ok, 'speed_device')}"
     plot_pareto(summary, folder / PARETO, title, xlabel)
     paths = [folder / n for n in (SUMMARY_CSV, SUMMARY_MD, PARETO)]

@@ -131,7 +131,7 @@ def environment(spec: Spec) -> dict[str, str]:
 
     import yolo_necks
 
-    from .speed import device_name, torch_device
+    from .speed import device_name, torch_build, torch_device
 
     try:
         dev_name = device_name(torch_device(spec.device), threads=False)  # training sets its own threads
@@ -139,6 +139,7 @@ def environment(spec: Spec) -> dict[str, str]:
         dev_name = spec.device
     return {
         "torch": torch.__version__,
+        "torch_build": torch_build(),
         "ultralytics": ultralytics.__version__,
         "yolo_necks": yolo_necks.__version__,
         "python": platform.python_version(),
@@ -250,13 +251,15 @@ def train_kwargs(plan: RunPlan, spec: Spec, data: str) -> dict:
 
 
 def execute_run(plan: RunPlan, spec: Spec, data: str) -> dict[str, Any]:
-    """Train, validate, count and time one run; return its metric columns. Raises on any failure."""
+    """Train, validate (with the bootstrap standard errors of its mAPs over the val images) and count one run; return
+    its metric columns. Raises on any failure. Latency is not timed here: the sweep times each arm once, after
+    training, with nothing else of the sweep running (:mod:`.arm_speed`)."""
     import torch
     from ultralytics import YOLO
     from ultralytics.utils.torch_utils import get_num_params
 
     from ..flops import model_gflops
-    from .speed import measure_speed
+    from . import valnoise
 
     t0 = time.perf_counter()
     model = YOLO(str(plan.yaml_path), task="detect")
@@ -267,12 +270,16 @@ def execute_run(plan: RunPlan, spec: Spec, data: str) -> dict[str, Any]:
     if not best.is_file():
         raise RuntimeError(f"training wrote no weights in {trainer.save_dir}")
     epochs_run = int(getattr(trainer, "epoch", spec.epochs - 1)) + 1
+    images = len(getattr(getattr(trainer, "train_loader", None), "dataset", ()) or ())
     del model, trainer
     gc.collect()
 
     t0 = time.perf_counter()
-    first_device = spec.device.split(",")[0].strip()  # validation and timing use one device even after DDP training
-    metrics = YOLO(str(best), task="detect").val(
+    first_device = spec.device.split(",")[0].strip()  # validation uses one device even after DDP training
+    validating = YOLO(str(best), task="detect")
+    capture = valnoise.ValCapture()
+    validating.add_callback("on_val_batch_end", capture)
+    metrics = validating.val(
         data=data, split="val", imgsz=spec.imgsz, batch=spec.batch, device=first_device, workers=spec.workers,
         plots=False, verbose=False, project=str(plan.run_dir), name="val", exist_ok=True,
     )  # fmt: skip
@@ -281,17 +288,19 @@ def execute_run(plan: RunPlan, spec: Spec, data: str) -> dict[str, Any]:
     acc = {"map50": float(box.map50), "map50_95": float(box.map), "precision": float(box.mp), "recall": float(box.mr)}
     if any(v != v for v in acc.values()):
         raise RuntimeError(f"validation returned NaN metrics {acc}")
+    noise = valnoise.bootstrap(capture)
+    valnoise.save(noise, plan.run_dir)
 
-    net = YOLO(str(best), task="detect").model  # unfused, as trained
+    del validating
+    net = YOLO(str(best), task="detect").model  # unfused, as trained (validation fused its copy)
     # operator-level FLOPs: thop (ultralytics' counter) misses convs a block calls functionally
     stats = {"params": int(get_num_params(net)), "gflops": model_gflops(net, spec.imgsz)}
-    with speed_guard() as guard:
-        speed = measure_speed(net, spec.imgsz, spec.speed, spec.device)
     del net
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-    return {**acc, **stats, **speed, **guard, "train_s": train_s, "val_s": val_s, "epochs_run": epochs_run,
-            "weights": str(best)}  # fmt: skip
+    return {**acc, "map50_se": noise["map50_se"], "map50_95_se": noise["map50_95_se"], **stats, "train_s": train_s,
+            "train_ips": images * epochs_run / train_s if images and train_s > 0 else float("nan"), "val_s": val_s,
+            "epochs_run": epochs_run, "weights": str(best)}  # fmt: skip
 
 
 def _cpu_seconds() -> float:
@@ -321,6 +330,8 @@ def run_task(task: RunTask, execute: Callable | None = None) -> dict[str, Any]:
             spec = replace(spec, pretrained=checkpoint)
         fn = execute if execute is not None else execute_run  # looked up now: patching the module attribute works
         row.update(fn(plan, spec, data))
+        if "threads" not in row and "torch" in sys.modules:  # one run at a time in this process: torch's setting
+            row["threads"] = sys.modules["torch"].get_num_threads()
         row["status"] = "ok"
     except KeyboardInterrupt:
         raise

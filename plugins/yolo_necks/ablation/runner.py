@@ -16,6 +16,7 @@ Order of work in :func:`run_sweep`:
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import time
 from pathlib import Path
@@ -183,9 +184,34 @@ def _run(prep: Prepared, store: ResultsStore, executor: Executor, retry_failed: 
             with contextlib.suppress(Exception):
                 write_report(spec.sweep_dir)
         raise
+    if store.read(warn=False):
+        _time_arms(prep, executor)
     summary = write_report(spec.sweep_dir)["markdown"] if store.read(warn=False) else None
     LOGGER.info(f"{title}: results in {store.path}")
     return _frame(store, plans, spec, summary, ran)
+
+
+def _time_arms(prep: Prepared, executor: Executor) -> None:
+    """Time every arm once, interleaved, now that nothing else of the sweep runs (:mod:`.arm_speed`); skipped when the
+    latest timing session already covers every arm as it is now."""
+    from ultralytics.utils import LOGGER
+
+    from .arm_speed import MIN_SHARE, needs_timing, record_timings, time_arms
+
+    spec, title = prep.spec, _title(prep.spec)
+    if not needs_timing(spec.sweep_dir, prep.models, spec):
+        LOGGER.info(f"{title}: every arm is already timed (speed.csv)")
+        return
+    given = spec.execution.threads_per_run
+    threads = given if isinstance(given, int) else max(1, (os.cpu_count() or 1) // max(1, executor.slots))
+    LOGGER.info(f"{title}: timing {len(prep.models)} arms once each, interleaved over {spec.speed.repeats} rounds, "
+                f"{threads} thread(s) on the CPU or one GPU, with nothing else of the sweep running")  # fmt: skip
+    rows = time_arms(prep.models, spec, threads)
+    record_timings(spec.sweep_dir, rows)
+    for r in rows:
+        if r["starved"]:
+            LOGGER.warning(f"{title}: the timing of arm {r['arm']} got {100 * r['cpu_share']:.0f}% of its {threads} "
+                           f"thread(s) (< {MIN_SHARE:.0%}): the machine was busy; its latency is flagged in the summary")
 
 
 def _execute(prep: Prepared, plans: list[RunPlan], store: ResultsStore, executor: Executor, env: dict,

@@ -190,6 +190,7 @@ def planning_line(r, metric: str, target: float, base: str) -> str:
     if sd == 0:
         now += ": identical differences on every seed"
     now += ")"
+    now += _val_text(r, metric)
     stop = str(r.get("seeds_stop") or "")
     stop = "" if stop in ("", "nan") else f"; adaptive seeds: {int(_num(r.get('n_runs')))} run, {stop}"
     if half <= target:
@@ -255,3 +256,50 @@ def precision_section(summary: pd.DataFrame, metric: str, target: float) -> list
             "intervals above are wider). An SD from a few seeds is itself rough, so read the seed count as a guide; "
             "a sweep that adds seeds should stop on this precision, never on a p-value.", ""] + [
         "- " + planning_line(r, metric, target, base) for _, r in others.iterrows()] + saved  # fmt: skip
+
+
+def _val_text(r, metric: str) -> str:
+    """``; val sampling: SD 0.006 of a paired Δ, ~12% of its variance over seeds (paired bootstrap)``, or ''."""
+    sd, share, basis = _num(r.get(f"{metric}_val_sd")), _num(r.get(f"{metric}_val_share")), r.get(f"{metric}_val_basis")
+    if not math.isfinite(sd):
+        return ""
+    part = f"~{100 * share:.0f}% of its variance over seeds" if math.isfinite(share) else "no variance over seeds yet"
+    return f"; val sampling: SD {fmt(metric, sd)} of a paired Δ, {part} ({basis})"
+
+
+def speed_lines(summary: pd.DataFrame) -> list[str]:
+    """How the arms were timed (once per sweep, interleaved), where, and what to distrust."""
+    def distinct(col: str) -> list[str]:
+        return [v for v in dict.fromkeys(str(x) for x in summary.get(col, pd.Series(dtype=str)).fillna("")) if v]
+
+    devices, sessions = distinct("speed_device_name"), distinct("speed_session")
+    shares = [(str(r["arm"]), _num(r.get("speed_cpu_share"))) for _, r in summary.iterrows()]
+    lines = [
+        f"- speed: every arm timed once, after training, in one session with nothing else of the sweep running "
+        f"({', '.join(distinct('speed_dtype'))} on {', '.join(distinct('speed_device'))}: {', '.join(devices)}, "
+        f"{', '.join(distinct('speed_threads')) or '-'} thread(s), host {', '.join(distinct('speed_host'))}): fused "
+        f"models in eval mode, forward pass only (no pre-processing or NMS), interleaved round-robin over "
+        f"{', '.join(distinct('speed_rounds'))} rounds; latency = batch-1 median over rounds ± their SD; Δ latency "
+        "from the per-round paired differences to the baseline (speed.csv)"
+    ]
+    starved = [f"{arm} ({100 * s:.0f}%)" for arm, s in shares if math.isfinite(s) and s < 0.9]
+    if starved:
+        lines.append(f"> **Warning**: timings that got less than 90% of their thread budget (the machine was busy): "
+                     f"{', '.join(starved)}; their latency is not the architecture's.")  # fmt: skip
+    if len(devices) > 1:
+        lines.append(f"> **Warning**: the arms' timings come from {len(devices)} device models ({', '.join(devices)}); "
+                     "latencies from different devices are not comparable.")  # fmt: skip
+    elif len(sessions) > 1:
+        lines.append(f"- (timed in {len(sessions)} sessions on the same device model: {', '.join(sessions)})")
+    return lines
+
+
+def reproducibility_line(runs: pd.DataFrame) -> str:
+    """What the numbers reproduce on: the device model, torch build and thread count the runs recorded."""
+    def distinct(col: str) -> str:
+        return ", ".join(v for v in dict.fromkeys(str(x) for x in runs.get(col, pd.Series(dtype=str)).fillna("")) if v)
+
+    return (f"- reproducible: bit-identical on the same device model ({distinct('device_name') or 'not recorded'}), "
+            f"torch build ({distinct('torch_build') or distinct('torch') or 'not recorded'}) and threads per run "
+            f"({distinct('threads') or 'not recorded'}); on other hardware expect differences of the size of the "
+            "seed-to-seed spread (CPU and GPU kernels differ, and training amplifies them)")

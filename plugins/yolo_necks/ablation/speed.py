@@ -1,11 +1,6 @@
-"""Speed of a trained arm, measured the same way for every run.
-
-The model is a fused copy (conv + batch-norm folded, as ultralytics deploys it) in eval mode; one forward pass is
-timed, without pre-processing or NMS. Latency is batch 1: the median and p90 of ``repeats`` (>= 100) passes after
-``warmup`` untimed ones, each synchronised on CUDA (:func:`yolo_necks.timing.measure`). Throughput is images per
-second at ``throughput_batch``. fp16 on CUDA and fp32 on CPU unless the spec says otherwise. Every setting that
-shapes the numbers is returned with them and lands in ``results.csv``.
-"""
+"""Devices, dtypes and builds for timing: the device a speed measurement runs on, its human-readable name, the torch
+build, and the fused eval-mode copy of a model that is timed (conv + batch-norm folded, as ultralytics deploys it).
+The timing of a sweep's arms itself is :mod:`.arm_speed`."""
 
 from __future__ import annotations
 
@@ -13,14 +8,6 @@ import copy
 import platform
 
 import torch
-
-from ..timing import measure
-from .spec import SpeedSettings
-
-SPEED_COLUMNS = (
-    "latency_ms", "latency_p90_ms", "latency_std_ms", "throughput_ips", "speed_device", "speed_device_name",
-    "speed_dtype", "speed_repeats", "speed_warmup", "throughput_batch", "throughput_repeats", "speed_threads",
-)  # fmt: skip
 
 
 def torch_device(device: str) -> torch.device:
@@ -52,6 +39,21 @@ def device_name(device: torch.device, threads: bool = True) -> str:
     return device.type
 
 
+def torch_build() -> str:
+    """What besides the version makes a torch build compute differently: its CUDA and cuDNN versions, or a CPU-only
+    build, and the CPU kernel libraries it carries (``2.14.1+cu130, CUDA 13.0, cuDNN 91300, MKL, oneDNN``)."""
+    parts = [torch.__version__]
+    if torch.version.cuda:
+        parts.append(f"CUDA {torch.version.cuda}")
+        cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+        parts += [f"cuDNN {cudnn}"] if cudnn else []
+    else:
+        parts.append("CPU-only")
+    parts += [name for name, ok in (("MKL", torch.backends.mkl.is_available()),
+                                    ("oneDNN", torch.backends.mkldnn.is_available())) if ok]  # fmt: skip
+    return ", ".join(parts)
+
+
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     if dtype == "fp16" or (dtype == "auto" and device.type == "cuda"):
         return torch.float16
@@ -68,44 +70,3 @@ def prepare(model: torch.nn.Module, device: torch.device, dtype: torch.dtype) ->
     for p in net.parameters():
         p.requires_grad_(False)
     return net.to(device=device, dtype=dtype).eval()
-
-
-def measure_speed(model: torch.nn.Module, imgsz: int, settings: SpeedSettings, device: str) -> dict:
-    """Latency (batch 1) and throughput of ``model`` at ``imgsz``; returns the speed columns of a results row."""
-    dev = torch_device(settings.device or device)
-    dtype = resolve_dtype(settings.dtype, dev)
-    if dev.type == "cpu" and dtype == torch.float16:
-        raise ValueError("speed.dtype fp16 is not supported on the CPU")
-    net = prepare(model, dev, dtype)
-    gen = torch.Generator().manual_seed(0)
-    x1 = torch.rand(1, 3, imgsz, imgsz, generator=gen).to(device=dev, dtype=dtype)
-    lat = measure(net, x1, warmup=settings.warmup, repeats=settings.repeats)
-    del x1
-    throughput = float("nan")
-    try:
-        xb = torch.rand(settings.throughput_batch, 3, imgsz, imgsz, generator=gen).to(device=dev, dtype=dtype)
-        tp = measure(net, xb, warmup=max(1, min(settings.warmup, 5)), repeats=settings.throughput_repeats)
-        throughput = tp.throughput_ips
-        del xb
-    except torch.OutOfMemoryError:  # a too-large throughput batch must not fail a trained run
-        from ultralytics.utils import LOGGER
-
-        LOGGER.warning(f"ablate: throughput batch {settings.throughput_batch} out of memory; throughput not measured")
-    finally:
-        del net
-        if dev.type == "cuda":
-            torch.cuda.empty_cache()
-    return {
-        "latency_ms": lat.median_ms,
-        "latency_p90_ms": lat.p90_ms,
-        "latency_std_ms": lat.std_ms,
-        "throughput_ips": throughput,
-        "speed_device": str(dev),
-        "speed_device_name": device_name(dev),
-        "speed_dtype": "fp16" if dtype == torch.float16 else "fp32",
-        "speed_repeats": settings.repeats,
-        "speed_warmup": settings.warmup,
-        "throughput_batch": settings.throughput_batch,
-        "throughput_repeats": settings.throughput_repeats,
-        "speed_threads": torch.get_num_threads() if dev.type == "cpu" else "",
-    }

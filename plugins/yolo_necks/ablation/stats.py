@@ -43,8 +43,8 @@ METRICS: dict[str, tuple[str, bool, str]] = {
 }
 # settings that every run of a comparable sweep shares; the summary warns when they differ
 SETTING_COLUMNS = ("model", "scale", "data", "data_params", "epochs", "imgsz", "batch", "train_args", "device",
-                   "reduced", "speed_dtype", "speed_device", "speed_repeats", "throughput_batch", "pretrained_sha",
-                   "freeze")  # fmt: skip
+                   "reduced", "speed_dtype", "speed_device", "speed_device_name", "speed_repeats", "throughput_batch",
+                   "pretrained_sha", "freeze")  # fmt: skip
 # the primary metric of verdicts and precision planning, and the default target half-width of its 95% interval
 DEFAULT_METRIC = "map50_95"
 DEFAULT_TARGET = 0.01
@@ -189,10 +189,15 @@ def _split(results: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, str | Non
 
 
 def summarize(results: pd.DataFrame, level: float = 0.95, metric: str = DEFAULT_METRIC,
-              target: float = DEFAULT_TARGET, margin: float | None = None) -> pd.DataFrame:  # fmt: skip
+              target: float = DEFAULT_TARGET, margin: float | None = None,
+              timings: pd.DataFrame | None = None) -> pd.DataFrame:  # fmt: skip
     """One row per arm: runs ok/failed, mean and std of every metric over ok seeds, paired Δ vs the baseline, and
     the family-wise inference and precision planning of :func:`add_inference` (``metric`` is the primary metric of
-    the verdicts, ``target`` the wanted half-width of its ``level`` interval, ``margin`` the equivalence margin)."""
+    the verdicts, ``target`` the wanted half-width of its ``level`` interval, ``margin`` the equivalence margin).
+
+    ``timings``: each arm's latest row of the sweep's ``speed.csv`` (:mod:`.arm_speed`). With them, latency and
+    throughput are the arm's once-per-sweep timing (the median and SD over rounds; Δ latency from the per-round paired
+    differences to the baseline) instead of means over runs; sweeps recorded before per-arm timing have none."""
     runs, ok, base_arm = _split(results)
     if runs.empty:
         return pd.DataFrame()
@@ -234,8 +239,31 @@ def summarize(results: pd.DataFrame, level: float = 0.95, metric: str = DEFAULT_
             if col in arm_runs.columns:
                 values = list(dict.fromkeys(as_strings(arm_runs[col])))
                 row[col] = values[0] if len(values) == 1 else " | ".join(values)
+        if timings is not None and len(timings):
+            _use_timing(row, timings[timings["arm"] == arm], level)
         rows.append(row)
     return add_inference(pd.DataFrame(rows), level, metric, target, margin)
+
+
+TIMED = ("latency_ms", "latency_p90_ms", "throughput_ips")  # the metrics an arm's timing session provides
+
+
+def _use_timing(row: dict, timing: pd.DataFrame, level: float) -> None:
+    """Put an arm's once-per-sweep timing in its summary row (NaN when the arm has none)."""
+    nan = float("nan")
+    t = timing.iloc[-1].to_dict() if len(timing) else {}
+    for col in TIMED:
+        row[f"{col}_mean"] = _num(t.get(col, nan))
+        row[f"{col}_std"] = _num(t.get("latency_std_ms", nan)) if col == "latency_ms" else nan
+        row.update({f"{col}_delta{k}": nan for k in ("", "_lo", "_hi", "_p", "_sd")}, **{f"{col}_delta_n": 0})
+    n = int(_num(t.get("delta_n")) or 0) if _finite(t.get("delta_n")) else 0
+    if n >= 2 and not row["baseline"]:
+        mean, sd = _num(t.get("delta_ms")), _num(t.get("delta_sd_ms"))
+        half = half_width(sd, n, level)
+        row.update(latency_ms_delta=mean, latency_ms_delta_lo=mean - half, latency_ms_delta_hi=mean + half,
+                   latency_ms_delta_n=n, latency_ms_delta_p=_num(t.get("delta_p")), latency_ms_delta_sd=sd)  # fmt: skip
+    for key in ("session", "device_name", "dtype", "device", "threads", "cpu_share", "starved", "rounds", "host"):
+        row[f"speed_{key}" if not key.startswith("speed") else key] = t.get(key, "")
 
 
 # per metric, the columns add_inference appends after ``{metric}_delta_sd``

@@ -24,15 +24,15 @@ RESULTS = "results.csv"
 STATUSES = ("ok", "failed")
 COLUMNS = [
     "sweep", "arm", "block", "placement", "edited_layers", "baseline", "seed", "status", "error",
-    "params", "gflops", "map50", "map50_95", "precision", "recall",
-    "epochs", "epochs_run", "train_s", "val_s", "wall_s", "cpu_s",
+    "params", "gflops", "map50", "map50_95", "precision", "recall", "map50_se", "map50_95_se",
+    "epochs", "epochs_run", "train_s", "train_ips", "val_s", "wall_s", "cpu_s",
     "latency_ms", "latency_p90_ms", "latency_std_ms", "throughput_ips",
     "speed_device", "speed_device_name", "speed_dtype", "speed_repeats", "speed_warmup",
     "throughput_batch", "throughput_repeats", "speed_threads", "speed_concurrent",
     "imgsz", "batch", "workers", "model", "scale", "data", "data_params", "train_args", "reduced",
     "pretrained", "pretrained_sha", "transferred", "scratch_layers", "freeze",
     "device", "device_name", "run_device", "threads", "executor", "node", "node_id",
-    "torch", "ultralytics", "yolo_necks", "python", "git_commit",
+    "torch", "torch_build", "ultralytics", "yolo_necks", "python", "git_commit",
     "config_hash", "run_dir", "weights", "model_yaml", "started_at", "finished_at",
 ]  # fmt: skip
 _WARNED: set[tuple[str, tuple[int, ...]]] = set()

@@ -1,0 +1,235 @@
+"""Speed measured where it can be compared (each arm timed once per sweep, interleaved, its CPU share checked) and the
+val set's share of the noise (bootstrap over val images from the validator's own per-image statistics)."""
+
+from __future__ import annotations
+
+import csv
+import math
+import shutil
+import sys
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ablation_helpers import FakeTraining, make_tiny_dataset, tiny_spec, write_spec  # noqa: E402
+from test_stats import CPU_SWEEP  # noqa: E402
+
+from yolo_necks.ablation import arm_speed, valnoise  # noqa: E402
+from yolo_necks.ablation import run as run_module  # noqa: E402
+from yolo_necks.ablation import runner  # noqa: E402
+from yolo_necks.ablation.compare import compare  # noqa: E402
+from yolo_necks.ablation.report import write_report  # noqa: E402
+from yolo_necks.ablation.stats import paired_delta, summarize  # noqa: E402
+from yolo_necks.timing import time_interleaved  # noqa: E402
+
+ARMS = [
+    {"name": "sppf", "block": "SPPF", "args": [5], "baseline": True},
+    {"name": "spp", "block": "SPP", "args": [[5, 9, 13]]},
+]
+
+
+def read_csv(path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+# ------------------------------------------------------------------------------------------------- timing
+def test_interleaved_rounds_are_returned_and_summarised():
+    calls = []
+    fns = {"a": lambda x: calls.append("a"), "b": lambda x: calls.append("b")}
+    rounds: dict[str, list[float]] = {}
+    out = time_interleaved(fns, torch.zeros(1), warmup=2, repeats=5, budget=0, rounds_out=rounds)
+    assert calls[-10:] == ["a", "b"] * 5  # round-robin: a and b ran next to each other in every round
+    assert {k: len(v) for k, v in rounds.items()} == {"a": 5, "b": 5}
+    assert out["a"].median_ms == pytest.approx(float(np.median(rounds["a"])))
+    assert out["b"].repeats == 5
+
+
+def test_a_sweep_times_every_arm_once_after_training_and_not_again_on_resume(rect_data, tmp_path):
+    spec = write_spec(tmp_path / "s.yaml", tiny_spec(rect_data, tmp_path / "runs", arms=ARMS, seeds=[0, 1]))
+    with mock.patch.object(run_module, "execute_run", FakeTraining()):
+        df = runner.run_sweep(spec)
+        sweep = Path(df.attrs["sweep_dir"])
+        rows = read_csv(sweep / "speed.csv")
+        assert [r["arm"] for r in rows] == ["sppf", "spp"] and len({r["session"] for r in rows}) == 1
+        base, spp = rows
+        assert int(base["rounds"]) == 100 and base["delta_ms"] == "" and base["baseline"] == "True"
+        assert float(spp["latency_ms"]) > 0 and int(spp["delta_n"]) == 100 and spp["device"] == "cpu"
+        assert 0 < float(spp["cpu_share"]) and spp["starved"] in ("True", "False") and spp["threads"]
+        assert float(spp["delta_lo_ms"]) <= float(spp["delta_ms"]) <= float(spp["delta_hi_ms"])
+        runner.run_sweep(spec)  # resumed, nothing changed: no new timing session
+        assert len(read_csv(sweep / "speed.csv")) == 2
+        runner.run_sweep(spec, arms=ARMS + [{"name": "spp3", "block": "SPP", "args": [[3, 5, 7]]}])
+    rows = read_csv(sweep / "speed.csv")
+    sessions = list(dict.fromkeys(r["session"] for r in rows))
+    assert len(rows) == 5 and [r["arm"] for r in rows[2:]] == ["sppf", "spp", "spp3"]  # all arms, together, again
+    assert len(sessions) in (1, 2)  # a second session (same second: same label) timed every arm interleaved
+    summary = pd.read_csv(sweep / "summary.csv")
+    latest = {r["arm"]: r for r in rows[2:]}
+    for _, r in summary.iterrows():  # the summary's latency is each arm's latest timing, not a mean over runs
+        assert r["latency_ms_mean"] == pytest.approx(float(latest[r["arm"]]["latency_ms"]))
+    spp = summary[summary["arm"] == "spp"].iloc[0]
+    assert spp["latency_ms_delta"] == pytest.approx(float(latest["spp"]["delta_ms"])) and spp["latency_ms_delta_n"] == 100
+    md = (sweep / "summary.md").read_text()
+    assert "- speed: every arm timed once, after training, in one session" in md and "interleaved round-robin" in md
+
+
+def test_the_timing_key_follows_model_image_size_speed_settings_and_device(rect_data, tmp_path):
+    prep = runner.prepare(tiny_spec(rect_data, tmp_path, arms=ARMS))
+    key = arm_speed.timing_key(prep.models[0], prep.spec)
+    speed = tiny_spec(rect_data, tmp_path)["speed"]
+    for change, differs in (({"imgsz": 96}, True), ({"speed": {**speed, "repeats": 150}}, True),
+                            ({"speed": {**speed, "device": "cpu"}}, False)):  # cpu named explicitly: the same device
+        other = runner.prepare(tiny_spec(rect_data, tmp_path, arms=ARMS, **change))
+        assert (arm_speed.timing_key(other.models[0], other.spec) != key) == differs
+    assert arm_speed.timing_key(prep.models[1], prep.spec) != key
+
+
+def speed_rows(shares: dict[str, float], device: str = "AMD EPYC") -> list[dict]:
+    rows = []
+    for k, (arm, share) in enumerate(shares.items()):
+        rows.append({"session": "s1", "arm": arm, "latency_ms": 7.0 + k, "latency_std_ms": 0.2, "rounds": 100,
+                     "throughput_ips": 100.0, "baseline": k == 0, "delta_ms": None if k == 0 else float(k),
+                     "delta_sd_ms": None if k == 0 else 0.5, "delta_n": None if k == 0 else 100,
+                     "delta_p": None if k == 0 else 1e-6, "dtype": "fp32", "device": "cpu", "device_name": device,
+                     "threads": 1, "cpu_share": share, "starved": share < 0.9, "host": "h"})  # fmt: skip
+    return rows
+
+
+def test_starved_timings_and_timings_from_several_devices_are_flagged(tmp_path):
+    sweep = tmp_path / "sweep"
+    shutil.copytree(CPU_SWEEP, sweep)
+    arms = ["sppf", "spp", "focal", "dyca", "sk", "pyramid"]
+    arm_speed.record_timings(sweep, speed_rows({a: 0.99 for a in arms}))
+    md = write_report(sweep)["markdown"]
+    assert "- speed: every arm timed once" in md and "Warning**: timings that got less than 90%" not in md
+    summary = pd.read_csv(sweep / "summary.csv")
+    focal = summary[summary["arm"] == "focal"].iloc[0]
+    assert focal["latency_ms_mean"] == 9.0 and focal["latency_ms_delta"] == 2.0  # the timing, not the runs' mean
+    half = focal["latency_ms_delta_hi"] - focal["latency_ms_delta"]
+    assert half == pytest.approx(0.5 / 10 * 1.98421695, rel=1e-6)  # t(0.975, 99) * sd / sqrt(100)
+    rows = speed_rows({a: (0.45 if a == "sk" else 0.99) for a in arms})
+    rows[-1]["device_name"] = "Intel Xeon"
+    arm_speed.record_timings(sweep, [{**r, "session": "s2"} for r in rows])
+    md = write_report(sweep)["markdown"]
+    assert "Warning**: timings that got less than 90% of their thread budget (the machine was busy): sk (45%)" in md
+    assert "Warning**: the arms' timings come from 2 device models (AMD EPYC, Intel Xeon)" in md
+
+
+def test_compare_names_the_timing_device_and_warns_when_they_differ(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for folder, device in ((a, "AMD EPYC"), (b, "Intel Xeon")):
+        shutil.copytree(CPU_SWEEP, folder)
+        arm_speed.record_timings(folder, speed_rows({x: 0.99 for x in ["sppf", "spp", "focal", "dyca", "sk", "pyramid"]},
+                                                    device))  # fmt: skip
+    text = compare([a / "results.csv", b / "results.csv"])
+    assert "latency timed on AMD EPYC" in text and "latency timed on Intel Xeon" in text
+    assert "Warning**: the latency columns come from different devices (AMD EPYC, Intel Xeon)" in text
+    assert "different devices" not in compare([a / "results.csv", a / "results.csv"])
+
+
+# ------------------------------------------------------------------------------------------------- val noise
+class OracleValidator:
+    """ultralytics' DetectionValidator, except that the predictions are the ground truth on even images (confidence
+    0.9 down to 0.5) and boxes shifted to IoU 0.74 on odd ones: mAP50 and mAP50-95 between 0 and 1, apart."""
+
+    @staticmethod
+    def make(data: str):
+        from ultralytics.models.yolo.detect import DetectionValidator
+
+        class Oracle(DetectionValidator):
+            def update_metrics(self, preds, batch):
+                fake = []
+                for si, pred in enumerate(preds):
+                    pb = self._prepare_batch(si, batch)
+                    boxes = pb["bboxes"].clone()
+                    if (self.seen + si) % 2:
+                        boxes[:, [0, 2]] += 0.15 * (boxes[:, 2:3] - boxes[:, 0:1])  # IoU 0.74
+                    n = len(boxes)
+                    conf = torch.linspace(0.9, 0.5, n) if n else torch.zeros(0)
+                    fake.append({"bboxes": boxes, "conf": conf, "cls": pb["cls"].float(),
+                                 "extra": torch.zeros(n, 0)})  # fmt: skip
+                super().update_metrics(fake, batch)
+
+        return Oracle(args={"data": data, "imgsz": 64, "batch": 4, "workers": 0, "device": "cpu", "plots": False,
+                            "verbose": False, "mode": "val"})  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def oracle_capture(tmp_path_factory):
+    from ultralytics.nn.tasks import DetectionModel
+
+    data = make_tiny_dataset(tmp_path_factory.mktemp("oracle"), n_train=4, n_val=12, nc=2, seed=3)
+    validator = OracleValidator.make(data)
+    capture = valnoise.ValCapture()
+    validator.add_callback("on_val_batch_end", capture)
+    torch.manual_seed(0)
+    validator(model=DetectionModel("yolov8n.yaml", nc=2, verbose=False).eval())
+    return validator, capture
+
+
+def test_the_captured_images_reproduce_the_validators_map_exactly(oracle_capture):
+    validator, capture = oracle_capture
+    box = validator.metrics.box
+    assert 0.0 < box.map < box.map50 < 1.0 and len(capture.images) == 12
+    assert valnoise.maps(capture.images, capture.class_names) == (float(box.map50), float(box.map))
+    assert capture.names == sorted(capture.names) and capture.names[0] == "000.png"
+
+
+def test_bootstrap_standard_errors_are_deterministic_and_match_a_direct_resampling(oracle_capture):
+    _, capture = oracle_capture
+    first, again = valnoise.bootstrap(capture), valnoise.bootstrap(capture)
+    assert first["map50_se"] > 0 and first["map50_95_se"] > 0 and first["replicates"].shape == (200, 2)
+    assert np.array_equal(first["replicates"], again["replicates"])
+    # the same thing by hand: resample images, concatenate their statistics, ultralytics' ap_per_class
+    from ultralytics.utils.metrics import ap_per_class
+
+    values = []
+    for idx in valnoise.resample_indices(len(capture.images))[:20]:
+        cat = {k: np.concatenate([capture.images[i][k] for i in idx]) for k in ("tp", "conf", "pred_cls", "target_cls")}
+        ap = ap_per_class(cat["tp"], cat["conf"], cat["pred_cls"], cat["target_cls"])[5]
+        values.append([ap[:, 0].mean(), ap.mean()])
+    assert np.allclose(first["replicates"][:20], np.array(values), atol=1e-12)
+
+
+def test_paired_val_variance_from_two_runs_replicates(oracle_capture, tmp_path):
+    _, capture = oracle_capture
+    a, b, other = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    for folder in (a, b, other):
+        folder.mkdir()
+    result = valnoise.bootstrap(capture)
+    valnoise.save(result, a)
+    shifted = {**result, "replicates": result["replicates"] * 0.5 + 0.1}
+    valnoise.save(shifted, b)
+    valnoise.save({**result, "names_hash": "other images"}, other)
+    var, n = valnoise.paired_val_variance({0: a}, {0: b}, 1)
+    expected = np.var(result["replicates"][:, 1] - shifted["replicates"][:, 1], ddof=1)
+    assert n == 1 and var == pytest.approx(float(expected))
+    assert valnoise.paired_val_variance({0: a}, {0: other}, 1) == (pytest.approx(math.nan, nan_ok=True), 0)
+    assert valnoise.paired_val_variance({0: a}, {1: b}, 1)[1] == 0  # not the same seed: not paired
+
+
+def test_results_record_bootstrap_errors_and_the_summary_the_val_share(tmp_path):
+    """Stand-in runs with SEs (no replicates on disk): the share is the independent-SE upper bound, per arm."""
+    rows = []
+    for seed in range(4):
+        for arm, off in (("base", 0.0), ("a", 0.01 * (seed % 2))):
+            rows.append({"sweep": "t", "arm": arm, "block": arm, "baseline": arm == "base", "seed": seed,
+                         "status": "ok", "map50_95": 0.3 + off, "map50": 0.5, "map50_95_se": 0.004,
+                         "map50_se": 0.006, "run_dir": str(tmp_path / f"{arm}{seed}")})  # fmt: skip
+    results = pd.DataFrame(rows)
+    results.to_csv(tmp_path / "results.csv", index=False)
+    out = write_report(tmp_path)
+    r = out["summary"].set_index("arm").loc["a"]
+    sd = float(np.std([0.0, 0.01, 0.0, 0.01], ddof=1))
+    assert r["map50_95_val_sd"] == pytest.approx(math.sqrt(2 * 0.004**2))
+    assert r["map50_95_val_share"] == pytest.approx(2 * 0.004**2 / sd**2)
+    assert r["map50_95_val_basis"] == "independent SEs (upper bound)"
+    assert "val sampling: SD 0.006 of a paired Δ, ~" in out["markdown"]
+    assert summarize(results)["map50_95_delta_sd"].iloc[1] == pytest.approx(sd)
+    assert paired_delta({0: 1.0, 1: 2.0}, {0: 0.5, 1: 1.0}).n == 2
