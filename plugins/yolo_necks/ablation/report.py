@@ -1,4 +1,5 @@
-"""Reports derived from ``results.csv`` only: ``summary.csv``, ``summary.md`` and ``pareto.png``.
+"""Reports derived from ``results.csv``: ``summary.csv``, ``summary.md``, ``pareto.png`` and ``curves.png`` (the
+training curves, from the ultralytics ``results.csv`` in each run folder it names).
 
 Nothing here trains: ``yolo-necks report DIR`` regenerates every file of a sweep folder from its ``results.csv``
 (the only thing read from the folder's ``spec.yaml`` is the primary ``metric`` and the precision ``target``), and
@@ -21,11 +22,12 @@ import pandas as pd
 from ..errors import NeckConfigError
 from .formatting import (NA, floats, fmt, fmt_delta, fmt_mean_std, interval_text, level_text, md_table, p_is,
                          signed, unique)  # fmt: skip
-from .plots import plot_pareto
+from .plots import plot_curves, plot_pareto
 from .stats import (DEFAULT_METRIC, DEFAULT_TARGET, METRICS, _is_true, _num, check_metric_target, latest_runs,
                     mixed_settings, summarize)  # fmt: skip
 
-RESULTS, SUMMARY_CSV, SUMMARY_MD, PARETO = "results.csv", "summary.csv", "summary.md", "pareto.png"
+RESULTS, SUMMARY_CSV, SUMMARY_MD = "results.csv", "summary.csv", "summary.md"
+PARETO, CURVES = "pareto.png", "curves.png"
 # columns of the summary table: (metric, show a Δ column)
 TABLE = [("params", False), ("gflops", False), ("map50_95", True), ("map50", True), ("precision", False),
          ("recall", False), ("latency_ms", True), ("throughput_ips", False)]  # fmt: skip
@@ -289,6 +291,8 @@ def render_markdown(results: pd.DataFrame, summary: pd.DataFrame, level: float =
         rows.append(cells)
     lines += md_table(header, rows)
     lines += ["", _table_note(summary, base, metric, level)]
+    lines += ["", f"Training curves: [{CURVES}]({CURVES}) (box, cls and dfl training losses and val mAP50-95 per "
+              "epoch, mean over seeds with a min-max band, from each run's ultralytics results.csv)."]
     lines += _precision_section(summary, metric, target)
     failed = runs[runs["status"].astype(str) != "ok"]
     if len(failed):
@@ -364,7 +368,8 @@ def report_settings(folder: str | Path, target: float | None = None, metric: str
 
 
 def write_report(sweep: str | Path, target: float | None = None, metric: str | None = None) -> dict:
-    """(Re)generate ``summary.csv``, ``summary.md`` and ``pareto.png`` of a sweep folder (or next to a results.csv).
+    """(Re)generate ``summary.csv``, ``summary.md``, ``pareto.png`` and ``curves.png`` of a sweep folder (or next to
+    a results.csv).
 
     ``metric`` (primary metric of the verdicts and planning) and ``target`` (wanted half-width of its 95% interval
     of Δ) default to the folder's spec.yaml, else ``map50_95`` and 0.01 (:func:`report_settings`).
@@ -391,5 +396,7 @@ def write_report(sweep: str | Path, target: float | None = None, metric: str | N
     if len(ok):
         xlabel += f", {unique(ok, 'speed_dtype')} on {unique(ok, 'speed_device_name') or unique(ok, 'speed_device')}"
     plot_pareto(summary, folder / PARETO, title, xlabel)
-    paths = [folder / n for n in (SUMMARY_CSV, SUMMARY_MD, PARETO)]
+    plot_curves(runs, folder / CURVES, f"{sweep_name}: training curves" + (f" (reduced: {reduced})" if reduced else ""),
+                folder)  # fmt: skip
+    paths = [folder / n for n in (SUMMARY_CSV, SUMMARY_MD, PARETO, CURVES)]
     return {"summary": summary, "markdown": md, "paths": paths, "metric": metric, "target": target}
