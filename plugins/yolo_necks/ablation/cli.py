@@ -17,7 +17,8 @@ def ablate_help() -> str:
         "",
         "Run a neck ablation sweep: every arm (the base model with its SPPF replaced by a block) is trained with every",
         "seed on the same data and schedule, validated with ultralytics' validator, counted and timed. One row per run",
-        "goes to PROJECT/NAME/results.csv; summary.csv, summary.md and pareto.png are regenerated at the end.",
+        "goes to PROJECT/NAME/results.csv; summary.csv, summary.md, pareto.png and curves.png are regenerated at the",
+        "end.",
         "Re-running the same command skips finished runs (matched by a hash of each run's configuration).",
         "",
         "SPEC.yaml defaults to ablations/default.yaml. On a CPU-only machine that spec's 'cpu:' section applies a",
@@ -60,6 +61,8 @@ def ablate_help() -> str:
         "  yolo-necks ablate epochs=50 seeds=5 device=0        # 5 seeds: 0..4",
         "  yolo-necks ablate my_spec.yaml arms=sppf,focal data=coco8.yaml project=runs/necks",
         "  yolo-necks report ablations/runs/default-cpu        # regenerate the summaries",
+        "  yolo-necks ablate mlflow=sqlite:///mlflow.db         # track the sweep in MLflow (mlflow ui "
+        "--backend-store-uri sqlite:///mlflow.db)",
     ]
     return "\n".join(lines)
 
@@ -108,13 +111,15 @@ def ablate_main(argv: list[str]) -> int:
 
 def report_main(argv: list[str]) -> int:
     """``yolo-necks report DIR|results.csv [...] [--target 0.005] [--metric map50]``."""
-    usage = "usage: yolo-necks report SWEEP_DIR|results.csv [...] [--target T] [--metric M]"
+    usage = ("usage: yolo-necks report SWEEP_DIR|results.csv [...] [--target T] [--metric M] [--mlflow URI "
+             "[--mlflow-experiment NAME]]")  # fmt: skip
     if not argv or argv[0] in ("-h", "--help"):
         from .stats import METRICS
 
         print(
             f"{usage}\n\n"
-            "Regenerate summary.csv, summary.md and pareto.png of each sweep from its results.csv, and print the\n"
+            "Regenerate summary.csv, summary.md, pareto.png and curves.png of each sweep from its results.csv (and\n"
+            "the runs' ultralytics results.csv for the training curves), and print the\n"
             "summary. It opens with a verdict per arm (better / worse / no detectable difference on the primary\n"
             "metric; the Pareto trade-off against latency). Per arm: mean ± std over seeds of every metric, Δ vs\n"
             "the baseline arm paired by seed with its paired-t p-value, the Holm-adjusted p over the arms compared\n"
@@ -123,7 +128,11 @@ def report_main(argv: list[str]) -> int:
             "  --target T  wanted half-width of the 95% interval of Δ on the primary metric (default: the sweep's\n"
             "              spec.yaml 'target', else 0.01)\n"
             "  --metric M  primary metric of the verdict and the planning (default: the spec's 'metric', else\n"
-            f"              map50_95), from: {', '.join(METRICS)}"
+            f"              map50_95), from: {', '.join(METRICS)}\n"
+            "  --mlflow URI  also back-fill MLflow at URI (sqlite:///mlflow.db, http://host:5000; true: MLflow's\n"
+            "              default store): a child run for each row not there yet, the sweep's files on its parent\n"
+            "              run\n"
+            "  --mlflow-experiment NAME  the experiment (default: the spec's 'mlflow_experiment', else the sweep name)"
         )
         return 0 if argv else 2
     from .report import write_report
@@ -132,10 +141,10 @@ def report_main(argv: list[str]) -> int:
     it = iter(argv)
     for arg in it:
         key, sep, value = arg.partition("=")
-        if key in ("--target", "--metric"):
+        if key in ("--target", "--metric", "--mlflow", "--mlflow-experiment"):
             if not sep:
                 value = next(it, None)
-            if value is None or value.startswith("--"):
+            if value is None or value.startswith("--") or not value.strip():
                 raise NeckConfigError(f"report: {key} needs a value ({usage})")
             options[key[2:]] = value
         elif arg.startswith("-"):
@@ -149,10 +158,17 @@ def report_main(argv: list[str]) -> int:
             raise NeckConfigError(f"report: --target must be a number, got '{options['target']}'") from None
     if not targets:
         raise NeckConfigError(f"report: give a sweep folder or a results.csv ({usage})")
+    mlflow, experiment = options.pop("mlflow", None), options.pop("mlflow-experiment", None)
+    if experiment is not None and mlflow is None:
+        raise NeckConfigError(f"report: --mlflow-experiment needs --mlflow ({usage})")
     for target in targets:
         out = write_report(target, **options)
         print(out["markdown"])
         print("written: " + ", ".join(str(p) for p in out["paths"]))
+        if mlflow is not None:
+            from .tracking import sync_folder
+
+            print(sync_folder(target, None if mlflow.strip().lower() == "true" else mlflow.strip(), experiment))
     return 0
 
 
