@@ -150,6 +150,17 @@ def fake_execute(plan, spec, data):
     return row
 
 
+def mlflow_probe_execute(plan, spec, data):
+    """:func:`fake_execute` that also reports, in its 'weights' column, the process it ran in and the MLflow run that
+    was active there (the child run the harness starts where a run trains)."""
+    import mlflow
+
+    row = fake_execute(plan, spec, data)
+    active = mlflow.active_run()
+    row["weights"] = f"pid {os.getpid()} run {active.info.run_id if active else None}"
+    return row
+
+
 PROBE_DIR_ENV = "YOLO_NECKS_TEST_PROBE_DIR"
 
 

@@ -207,7 +207,7 @@ def _paths(d, prefix=()):
             yield from _paths(v, (*prefix, k))
 
 
-SPEC_PATHS = list(_paths(DEFAULT_SPEC))
+SPEC_PATHS = list(_paths(DEFAULT_SPEC)) + [("mlflow",), ("mlflow_experiment",)]  # keys the default spec leaves out
 
 
 def _mutate(spec: dict, path: tuple, value, action: str) -> dict:

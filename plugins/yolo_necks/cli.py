@@ -8,7 +8,7 @@ import sys
 # verb -> ("module:function", one-line help). Each function takes argv (list[str]) and returns an exit code.
 VERBS = {
     "ablate": ("yolo_necks.ablation.cli:ablate_main", "run a neck ablation sweep (default: ablations/default.yaml)"),
-    "report": ("yolo_necks.ablation.cli:report_main", "regenerate summary.csv/summary.md/pareto.png from results.csv"),
+    "report": ("yolo_necks.ablation.cli:report_main", "regenerate summaries and figures from results.csv (+ MLflow)"),
     "compare": ("yolo_necks.ablation.cli:compare_main", "side-by-side Markdown table of several sweeps"),
     "bench": ("yolo_necks.bench:bench_main", "time every block and ultralytics' SPP/SPPF"),
     "data": ("yolo_necks.datasets.cli:data_main", "build a built-in dataset: yolo-necks data build NAME [key=value ...]"),

@@ -13,7 +13,8 @@ checked reads), :mod:`.run` (one run: train, validate, count, time; importable b
 :mod:`.executors` and :mod:`.ray_executor` (sequential, local worker processes, Ray), :mod:`.progress` (the sweep
 bar), :mod:`.runner` (checks before training, the sweep loop, adaptive seeds), :mod:`.speed` (latency and
 throughput), :mod:`.stats` (mean ± std, paired intervals, Holm, precision planning), :mod:`.report` (summaries,
-Pareto plot, comparison), :mod:`.cli` (``yolo-necks ablate | report | compare``).
+Pareto plot and training curves, comparison), :mod:`.tracking` (MLflow, only when a sweep asks for it), :mod:`.cli`
+(``yolo-necks ablate | report | compare``).
 """
 
 from __future__ import annotations

@@ -17,7 +17,8 @@ def ablate_help() -> str:
         "",
         "Run a neck ablation sweep: every arm (the base model with its SPPF replaced by a block) is trained with every",
         "seed on the same data and schedule, validated with ultralytics' validator, counted and timed. One row per run",
-        "goes to PROJECT/NAME/results.csv; summary.csv, summary.md and pareto.png are regenerated at the end.",
+        "goes to PROJECT/NAME/results.csv; summary.csv, summary.md, pareto.png and curves.png are regenerated at the",
+        "end.",
         "Re-running the same command skips finished runs (matched by a hash of each run's configuration).",
         "",
         "SPEC.yaml defaults to ablations/default.yaml. On a CPU-only machine that spec's 'cpu:' section applies a",
@@ -62,6 +63,8 @@ def ablate_help() -> str:
         "  yolo-necks ablate my_spec.yaml arms=sppf,focal data=coco8.yaml project=runs/necks",
         "  yolo-necks ablate ablations/placement.yaml          # where should the block go: SPPF site vs p3-p5",
         "  yolo-necks report ablations/runs/default-cpu        # regenerate the summaries",
+        "  yolo-necks ablate mlflow=sqlite:///mlflow.db         # track the sweep in MLflow (mlflow ui "
+        "--backend-store-uri sqlite:///mlflow.db)",
     ]
     return "\n".join(lines)
 
@@ -110,13 +113,15 @@ def ablate_main(argv: list[str]) -> int:
 
 def report_main(argv: list[str]) -> int:
     """``yolo-necks report DIR|results.csv [...] [--target 0.005] [--metric map50]``."""
-    usage = "usage: yolo-necks report SWEEP_DIR|results.csv [...] [--target T] [--metric M] [--margin E]"
+    usage = ("usage: yolo-necks report SWEEP_DIR|results.csv [...] [--target T] [--metric M] [--margin E] "
+             "[--mlflow URI [--mlflow-experiment NAME]]")  # fmt: skip
     if not argv or argv[0] in ("-h", "--help"):
         from .stats import METRICS
 
         print(
             f"{usage}\n\n"
-            "Regenerate summary.csv, summary.md and pareto.png of each sweep from its results.csv, and print the\n"
+            "Regenerate summary.csv, summary.md, pareto.png and curves.png of each sweep from its results.csv (and\n"
+            "the runs' ultralytics results.csv for the training curves), and print the\n"
             "summary. It opens with a verdict per arm (better / worse / no detectable difference on the primary\n"
             "metric; the Pareto trade-off against latency). Per arm: mean ± std over seeds of every metric, Δ vs\n"
             "the baseline arm paired by seed with its paired-t p-value, the Holm-adjusted p over the arms compared\n"
@@ -128,7 +133,11 @@ def report_main(argv: list[str]) -> int:
             f"              map50_95), from: {', '.join(METRICS)}\n"
             "  --margin E  equivalence margin in mAP units (default: the spec's 'margin', else none): per arm and mAP\n"
             "              metric, paired TOST p-values (Holm-adjusted), and verdicts 'equivalent within ±E' or\n"
-            "              'not worse than −E' where they show it, 'undecided' where nothing is shown"
+            "              'not worse than −E' where they show it, 'undecided' where nothing is shown\n"
+            "  --mlflow URI  also back-fill MLflow at URI (sqlite:///mlflow.db, http://host:5000; true: MLflow's\n"
+            "              default store): a child run for each row not there yet, the sweep's files on its parent\n"
+            "              run\n"
+            "  --mlflow-experiment NAME  the experiment (default: the spec's 'mlflow_experiment', else the sweep name)"
         )
         return 0 if argv else 2
     from .report import write_report
@@ -137,10 +146,10 @@ def report_main(argv: list[str]) -> int:
     it = iter(argv)
     for arg in it:
         key, sep, value = arg.partition("=")
-        if key in ("--target", "--metric", "--margin"):
+        if key in ("--target", "--metric", "--margin", "--mlflow", "--mlflow-experiment"):
             if not sep:
                 value = next(it, None)
-            if value is None or value.startswith("--"):
+            if value is None or value.startswith("--") or not value.strip():
                 raise NeckConfigError(f"report: {key} needs a value ({usage})")
             options[key[2:]] = value
         elif arg.startswith("-"):
@@ -155,10 +164,17 @@ def report_main(argv: list[str]) -> int:
                 raise NeckConfigError(f"report: --{key} must be a number, got '{options[key]}'") from None
     if not targets:
         raise NeckConfigError(f"report: give a sweep folder or a results.csv ({usage})")
+    mlflow, experiment = options.pop("mlflow", None), options.pop("mlflow-experiment", None)
+    if experiment is not None and mlflow is None:
+        raise NeckConfigError(f"report: --mlflow-experiment needs --mlflow ({usage})")
     for target in targets:
         out = write_report(target, **options)
         print(out["markdown"])
         print("written: " + ", ".join(str(p) for p in out["paths"]))
+        if mlflow is not None:
+            from .tracking import sync_folder
+
+            print(sync_folder(target, None if mlflow.strip().lower() == "true" else mlflow.strip(), experiment))
     return 0
 
 

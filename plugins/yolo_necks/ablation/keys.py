@@ -83,6 +83,11 @@ KEYS: dict[str, tuple[Any, str]] = {
                      "1 on a GPU device, 0 on cpu"),
     "max_retries": (1, "executor=ray: retries of a run whose worker process or node died, then it is recorded as "
                     "failed"),
+    "mlflow": (None, "MLflow tracking (pip install 'yolo-necks[mlflow]'): null (off), true (MLflow's default store, or "
+               "MLFLOW_TRACKING_URI when set) or a tracking URI (sqlite:///mlflow.db, http://host:5000); an "
+               "experiment per sweep, a parent run for the sweep, a child run per run. Not part of any run's "
+               "configuration"),
+    "mlflow_experiment": (None, "MLflow experiment of the sweep (default: the sweep name)"),
     "cpu": (None, "overrides applied when the sweep runs on a CPU (the reduced default); cpu=None disables them"),
 }  # fmt: skip
 

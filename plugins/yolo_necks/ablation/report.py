@@ -1,4 +1,5 @@
-"""Reports derived from ``results.csv`` only: ``summary.csv``, ``summary.md`` and ``pareto.png``.
+"""Reports derived from ``results.csv``: ``summary.csv``, ``summary.md``, ``pareto.png`` and ``curves.png`` (the
+training curves, from the ultralytics ``results.csv`` in each run folder it names).
 
 Nothing here trains: ``yolo-necks report DIR`` regenerates every file of a sweep folder from its ``results.csv``
 (the only thing read from the folder's ``spec.yaml`` is the primary ``metric`` and the precision ``target``), and
@@ -21,14 +22,15 @@ import pandas as pd
 from ..errors import NeckConfigError
 from .arm_speed import latest_timings
 from .formatting import NA, floats, fmt_delta, fmt_mean_std, level_text, md_table, unique
-from .plots import plot_pareto
+from .plots import plot_curves, plot_pareto
 from .sections import (adaptive_policy, equivalence_section, placement_text, precision_section,
                        reproducibility_line, speed_lines, stop_reasons, verdict_section)  # fmt: skip
 from .stats import (DEFAULT_METRIC, DEFAULT_TARGET, METRICS, _is_true, _num, check_margin, check_metric_target,
                     latest_runs, mixed_settings, summarize)  # fmt: skip
 from .valnoise import val_share
 
-RESULTS, SUMMARY_CSV, SUMMARY_MD, PARETO = "results.csv", "summary.csv", "summary.md", "pareto.png"
+RESULTS, SUMMARY_CSV, SUMMARY_MD = "results.csv", "summary.csv", "summary.md"
+PARETO, CURVES = "pareto.png", "curves.png"
 # columns of the summary table: (metric, show a Δ column)
 TABLE = [("params", False), ("gflops", False), ("map50_95", True), ("map50", True), ("precision", False),
          ("recall", False), ("latency_ms", True), ("throughput_ips", False)]  # fmt: skip
@@ -170,6 +172,8 @@ def render_markdown(results: pd.DataFrame, summary: pd.DataFrame, level: float =
         rows.append(cells)
     lines += md_table(header, rows)
     lines += ["", _table_note(summary, base, metric, level)]
+    lines += ["", f"Training curves: [{CURVES}]({CURVES}) (box, cls and dfl training losses and val mAP50-95 per "
+              "epoch, mean over seeds with a min-max band, from each run's ultralytics results.csv)."]
     lines += precision_section(summary, metric, target)
     lines += equivalence_section(summary, metric)
     failed = runs[runs["status"].astype(str) != "ok"]
@@ -265,7 +269,8 @@ def add_val_shares(summary: pd.DataFrame, runs: pd.DataFrame) -> None:
 
 def write_report(sweep: str | Path, target: float | None = None, metric: str | None = None,
                  margin: float | None = None) -> dict:
-    """(Re)generate ``summary.csv``, ``summary.md`` and ``pareto.png`` of a sweep folder (or next to a results.csv).
+    """(Re)generate ``summary.csv``, ``summary.md``, ``pareto.png`` and ``curves.png`` of a sweep folder (or next to
+    a results.csv).
 
     ``metric`` (primary metric of the verdicts and planning), ``target`` (wanted half-width of its 95% interval of
     Δ) and ``margin`` (equivalence margin, mAP units) default to the folder's spec.yaml, else ``map50_95``, 0.01 and
@@ -301,5 +306,7 @@ def write_report(sweep: str | Path, target: float | None = None, metric: str | N
     elif len(ok):
         xlabel += f", {unique(ok, 'speed_dtype')} on {unique(ok, 'speed_device_name') or unique(ok, 'speed_device')}"
     plot_pareto(summary, folder / PARETO, title, xlabel)
-    paths = [folder / n for n in (SUMMARY_CSV, SUMMARY_MD, PARETO)]
+    plot_curves(runs, folder / CURVES, f"{sweep_name}: training curves" + (f" (reduced: {reduced})" if reduced else ""),
+                folder)  # fmt: skip
+    paths = [folder / n for n in (SUMMARY_CSV, SUMMARY_MD, PARETO, CURVES)]
     return {"summary": summary, "markdown": md, "paths": paths, "metric": metric, "target": target, "margin": margin}

@@ -5,7 +5,9 @@ columns known before training, the device and thread budget of this run), so a w
 run from it alone: a built-in dataset is rebuilt deterministically from its parameters into that node's cache, a
 data YAML must be readable there, and a pretrained checkpoint must exist there (or be downloadable by name) with the
 same content hash. :func:`run_task` never raises for a failed run: it returns the row with ``status`` ``failed`` and
-a one-line ``error`` (the traceback goes to ``error.txt`` in the run folder); only Ctrl-C propagates.
+a one-line ``error`` (the traceback goes to ``error.txt`` in the run folder); only Ctrl-C propagates. With MLflow
+tracking on, :func:`run_task` starts the run's MLflow child run in the process that trains it and ends it with the
+row (:mod:`.tracking`, imported only then).
 
 This module imports neither torch nor ultralytics at import time: a worker sets its thread and device budget
 (:func:`set_budget`) before either starts.
@@ -25,11 +27,14 @@ import time
 import traceback
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from ..errors import NeckError, one_line
 from .plan import RunPlan, file_sha
 from .spec import Spec
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .tracking import TrackingRef
 
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 
@@ -59,6 +64,7 @@ class RunTask:
     device: str | None = None  # the device this run trains on (a pool entry); None: the spec's device
     threads: int | None = None  # CPU threads of this run; None: leave torch's setting alone
     pretrained_sha: str = ""  # full content hash the checkpoint must have on the node
+    tracking: TrackingRef | None = None  # MLflow: the child run of this run starts where it trains; None: off
 
     @property
     def label(self) -> str:
@@ -316,6 +322,11 @@ def run_task(task: RunTask, execute: Callable | None = None) -> dict[str, Any]:
     row = {"run_device": spec.device, **task.row, "node": node_name(), "started_at": now()}
     if task.threads:
         row["threads"] = task.threads
+    child = None
+    if task.tracking is not None:  # here, in the training process, so that ultralytics' callback logs into it
+        from .tracking import start_child
+
+        child = start_child(task.tracking, row, plan.label)
     t0, c0 = time.perf_counter(), _cpu_seconds()
     try:
         plan.run_dir.mkdir(parents=True, exist_ok=True)
@@ -334,6 +345,8 @@ def run_task(task: RunTask, execute: Callable | None = None) -> dict[str, Any]:
             row["threads"] = sys.modules["torch"].get_num_threads()
         row["status"] = "ok"
     except KeyboardInterrupt:
+        if child is not None:
+            child.finish({**row, "status": "failed", "error": "KeyboardInterrupt", "finished_at": now()}, killed=True)
         raise
     except Exception as e:  # bad arm, NaN, out of memory, missing data on this node, ...: record it and go on
         row["status"] = "failed"
@@ -344,6 +357,8 @@ def run_task(task: RunTask, execute: Callable | None = None) -> dict[str, Any]:
     row["wall_s"] = time.perf_counter() - t0
     row["cpu_s"] = _cpu_seconds() - c0
     row["finished_at"] = now()
+    if child is not None:
+        child.finish(row)
     return row
 
 

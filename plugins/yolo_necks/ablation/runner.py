@@ -10,7 +10,13 @@ Order of work in :func:`run_sweep`:
    every row that comes back is appended to ``results.csv`` at once, by this process only. A failed run is recorded
    and the sweep goes on; Ctrl-C stops the workers and keeps every finished row. With adaptive seeds, each arm gets
    more seeds until its own interval on the primary metric is within ``target`` (:mod:`.adaptive`);
-5. regenerate ``summary.csv``, ``summary.md`` and ``pareto.png`` from ``results.csv`` (:mod:`.report`).
+5. time every arm once, interleaved, with nothing else of the sweep running (:mod:`.arm_speed`, ``speed.csv``);
+6. regenerate ``summary.csv``, ``summary.md``, ``pareto.png`` and ``curves.png`` from ``results.csv``
+   (:mod:`.report`).
+
+With the spec key ``mlflow`` set, :mod:`.tracking` opens the sweep's experiment and parent run before step 4 (one
+warning and no tracking when MLflow cannot be used), each run's child run starts where the run trains, every row is
+checked into MLflow as it arrives, and the parent gets the sweep's files at the end.
 """
 
 from __future__ import annotations
@@ -155,6 +161,17 @@ def _base_row(plan: RunPlan, prep: Prepared, env: dict[str, str], executor: Exec
     }
 
 
+def _open_tracking(prep: Prepared):
+    """The sweep's MLflow tracker (:mod:`.tracking`, imported only when the spec asks for it), or None."""
+    spec = prep.spec
+    if spec.tracking is None:
+        return None
+    from .tracking import open_sweep
+
+    return open_sweep(spec.sweep_dir, spec.tracking.uri, spec.tracking.experiment, spec.effective, spec.name,
+                      _title(spec))  # fmt: skip
+
+
 def _run(prep: Prepared, store: ResultsStore, executor: Executor, retry_failed: bool, callbacks: dict | None):
     from ultralytics.utils import LOGGER
 
@@ -163,18 +180,20 @@ def _run(prep: Prepared, store: ResultsStore, executor: Executor, retry_failed: 
     spec, title = prep.spec, _title(prep.spec)
     write_inputs(prep)
     env = environment(spec)
+    tracker = _open_tracking(prep)
     LOGGER.info(f"{title}: executor {executor.describe()}")
     ran = 0
     plans = prep.plans
     try:
         pending = _plan_status(prep, plans, store, retry_failed)
-        ran += _execute(prep, pending, store, executor, env, callbacks)
+        ran += _execute(prep, pending, store, executor, env, callbacks, tracker)
         if spec.adaptive is not None:
             from .adaptive import adaptive_rounds
 
             rounds = adaptive_rounds(
                 prep, executor.slots,
-                lambda new: _execute(prep, _plan_status(prep, new, store, retry_failed), store, executor, env, callbacks),
+                lambda new: _execute(prep, _plan_status(prep, new, store, retry_failed), store, executor, env,
+                                     callbacks, tracker),
                 lambda planned: _latest(store, planned), lambda line: LOGGER.info(f"{title}: {line}"),
             )  # fmt: skip
             plans, ran = rounds.plans, ran + rounds.ran
@@ -183,10 +202,18 @@ def _run(prep: Prepared, store: ResultsStore, executor: Executor, retry_failed: 
         if store.path.is_file():
             with contextlib.suppress(Exception):
                 write_report(spec.sweep_dir)
+        if tracker is not None:
+            tracker.close("KILLED")
+        raise
+    except BaseException:
+        if tracker is not None:
+            tracker.close("FAILED")
         raise
     if store.read(warn=False):
         _time_arms(prep, executor)
     summary = write_report(spec.sweep_dir)["markdown"] if store.read(warn=False) else None
+    if tracker is not None:
+        tracker.close("FINISHED")
     LOGGER.info(f"{title}: results in {store.path}")
     return _frame(store, plans, spec, summary, ran)
 
@@ -215,7 +242,7 @@ def _time_arms(prep: Prepared, executor: Executor) -> None:
 
 
 def _execute(prep: Prepared, plans: list[RunPlan], store: ResultsStore, executor: Executor, env: dict,
-             callbacks: dict | None) -> int:  # fmt: skip
+             callbacks: dict | None, tracker=None) -> int:  # fmt: skip
     """Run ``plans`` through the executor, appending every row as it arrives; return how many were recorded."""
     from ultralytics.utils import LOGGER
 
@@ -224,8 +251,9 @@ def _execute(prep: Prepared, plans: list[RunPlan], store: ResultsStore, executor
     if not plans:
         return 0
     spec, title = prep.spec, _title(prep.spec)
+    ref = tracker.ref if tracker is not None else None
     tasks = [RunTask(p, spec, prep.data_ref or DataRef(prep.data), _base_row(p, prep, env, executor),
-                     pretrained_sha=prep.pretrained_sha) for p in plans]  # fmt: skip
+                     pretrained_sha=prep.pretrained_sha, tracking=ref) for p in plans]  # fmt: skip
     bar = SweepProgress(len(tasks), title, executor.slots)
     ran, started = 0, {}
     events = executor.run(tasks)
@@ -243,6 +271,8 @@ def _execute(prep: Prepared, plans: list[RunPlan], store: ResultsStore, executor
                 continue
             row = event.row
             store.append(row)
+            if tracker is not None:
+                tracker.record(row)
             ran += 1
             ok = row.get("status") == "ok"
             seconds = time.perf_counter() - started.pop(key, time.perf_counter())  # worker start-up included

@@ -16,7 +16,7 @@ from ..errors import NeckConfigError
 from .devices import check_device_string, resolve_device
 from .keys import ARM_KEYS, ARM_NAME_RE, CONTROLLED_TRAIN_KEYS, KEYS, SPEED_KEYS
 from .overrides import suggest, ultralytics_train_keys
-from .spec_types import Arm, Execution, SeedPolicy, Spec, SpeedSettings
+from .spec_types import Arm, Execution, SeedPolicy, Spec, SpeedSettings, Tracking
 
 
 def _int(source: str, key: str, value: Any, minimum: int = 1) -> int:
@@ -272,6 +272,30 @@ def _pretrained(source: str, value: Any, spec_dir: Path) -> str | None:
     return str(found) if found is not None else text
 
 
+URI_SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+
+
+def _tracking(source: str, d: dict, sweep_name: str) -> Tracking | None:
+    """The ``mlflow`` and ``mlflow_experiment`` keys: off (null/false), MLflow's default store (true), or a URI."""
+    value, experiment = d["mlflow"], d["mlflow_experiment"]
+    if experiment is not None:
+        if isinstance(experiment, (int, float)) and not isinstance(experiment, bool):
+            experiment = str(experiment)
+        experiment = _str(source, "mlflow_experiment", experiment)
+        if any(c in experiment for c in "\n\r\t"):
+            raise NeckConfigError(f"{source}: key 'mlflow_experiment': must be one line, got {experiment!r}")
+    if value is None or value is False:
+        return None
+    if value is True:
+        return Tracking(None, experiment or sweep_name)
+    text = value.strip() if isinstance(value, str) else ""
+    looks_like_uri = URI_SCHEME_RE.match(text) or text == "databricks" or text.startswith(("/", ".", "~"))
+    if not text or any(c.isspace() for c in text) or not looks_like_uri:
+        raise NeckConfigError(f"{source}: key 'mlflow': must be true (MLflow's default store), null (off) or a "
+                              f"tracking URI like sqlite:///mlflow.db or http://host:5000, got {value!r}")  # fmt: skip
+    return Tracking(text, experiment or sweep_name)
+
+
 def validate(d: dict, source: str, spec_dir: Path, select: list[str] | None = None,
               devices: tuple[str, ...] = ()) -> Spec:  # fmt: skip
     name = d["name"]
@@ -337,4 +361,5 @@ def validate(d: dict, source: str, spec_dir: Path, select: list[str] | None = No
         margin=margin,
         adaptive=adaptive,
         execution=_execution(source, d, devices or (device,)),
+        tracking=_tracking(source, d, name),
     )

@@ -59,6 +59,15 @@ class Execution:
     max_retries: int = 1
 
 
+@dataclass(frozen=True)
+class Tracking:
+    """MLflow tracking of a sweep (never part of a run's configuration hash): the tracking URI as given (None:
+    MLflow's default store, or ``MLFLOW_TRACKING_URI``) and the experiment's name."""
+
+    uri: str | None
+    experiment: str
+
+
 @dataclass
 class Spec:
     """A validated sweep spec (see :data:`KEYS` for the meaning of each field)."""
@@ -88,6 +97,7 @@ class Spec:
     margin: float | None = None
     adaptive: SeedPolicy | None = None
     execution: Execution = field(default_factory=Execution)
+    tracking: Tracking | None = None  # MLflow; None: off
 
     @property
     def sweep_dir(self) -> Path:
