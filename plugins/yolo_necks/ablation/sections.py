@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .formatting import NA, floats, fmt, interval_text, level_text, md_table, p_is, signed
-from .stats import METRICS, _is_true, _num
+from .formatting import NA, floats, fmt, interval_text, level_text, md_table, p_is, signed, unique
+from .stats import METRICS, _is_true, _num, as_strings
 
 
 def placement_text(r) -> str:
@@ -270,7 +270,7 @@ def _val_text(r, metric: str) -> str:
 def speed_lines(summary: pd.DataFrame) -> list[str]:
     """How the arms were timed (once per sweep, interleaved), where, and what to distrust."""
     def distinct(col: str) -> list[str]:
-        return [v for v in dict.fromkeys(str(x) for x in summary.get(col, pd.Series(dtype=str)).fillna("")) if v]
+        return [v for v in dict.fromkeys(as_strings(summary[col])) if v] if col in summary.columns else []
 
     devices, sessions = distinct("speed_device_name"), distinct("speed_session")
     shares = [(str(r["arm"]), _num(r.get("speed_cpu_share"))) for _, r in summary.iterrows()]
@@ -296,10 +296,7 @@ def speed_lines(summary: pd.DataFrame) -> list[str]:
 
 def reproducibility_line(runs: pd.DataFrame) -> str:
     """What the numbers reproduce on: the device model, torch build and thread count the runs recorded."""
-    def distinct(col: str) -> str:
-        return ", ".join(v for v in dict.fromkeys(str(x) for x in runs.get(col, pd.Series(dtype=str)).fillna("")) if v)
-
-    return (f"- reproducible: bit-identical on the same device model ({distinct('device_name') or 'not recorded'}), "
-            f"torch build ({distinct('torch_build') or distinct('torch') or 'not recorded'}) and threads per run "
-            f"({distinct('threads') or 'not recorded'}); on other hardware expect differences of the size of the "
+    return (f"- reproducible: bit-identical on the same device model ({unique(runs, 'device_name') or 'not recorded'}), "
+            f"torch build ({unique(runs, 'torch_build') or unique(runs, 'torch') or 'not recorded'}) and threads per "
+            f"run ({unique(runs, 'threads') or 'not recorded'}); on other hardware expect differences of the size of the "
             "seed-to-seed spread (CPU and GPU kernels differ, and training amplifies them)")

@@ -53,7 +53,7 @@ NOT_METRICS = frozenset((
     "torch", "ultralytics", "yolo_necks", "python", "git_commit", "config_hash", "run_dir", "weights", "model_yaml",
     "started_at", "finished_at", "mlflow_run_id",
 ))  # fmt: skip
-SWEEP_FILES = ("summary.md", "summary.csv", "pareto.png", "curves.png", "spec.yaml", RESULTS)
+SWEEP_FILES = ("summary.md", "summary.csv", "pareto.png", "curves.png", "spec.yaml", RESULTS, "speed.csv")
 PROBE_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}  # answer or fail at once
 MAX_TAG, MAX_PARAM = 5000, 6000
 
