@@ -11,7 +11,6 @@ the child runs and it opens no run of its own; the same sweep's files feed the t
 from __future__ import annotations
 
 import csv
-import logging
 import math
 import os
 import shutil
@@ -112,19 +111,6 @@ def assert_one_child_per_row(uri: str, sweep: Path, parent_id: str, exact_metric
         got = c.data.metrics if exact_metrics else {k: c.data.metrics[k] for k in expected}
         assert got == expected
     return by_row
-
-
-@pytest.fixture
-def logged():
-    """Warnings and infos of ultralytics' LOGGER."""
-    from ultralytics.utils import LOGGER
-
-    lines: list[str] = []
-    handler = logging.Handler()
-    handler.emit = lambda record: lines.append(record.getMessage())
-    LOGGER.addHandler(handler)
-    yield lines
-    LOGGER.removeHandler(handler)
 
 
 @pytest.fixture
