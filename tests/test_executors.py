@@ -37,6 +37,7 @@ from yolo_necks.ablation.executors import SequentialExecutor  # noqa: E402
 from yolo_necks.ablation.factory import make_executor  # noqa: E402
 from yolo_necks.ablation.local_executor import LocalExecutor, plan_slots  # noqa: E402
 from yolo_necks.ablation.spec import Execution, load_spec  # noqa: E402
+from yolo_necks.errors import NeckConfigError  # noqa: E402
 
 THREE_ARMS = [
     {"name": "sppf", "block": "SPPF", "args": [5], "baseline": True},
@@ -237,6 +238,26 @@ def test_ray_runs_land_on_both_nodes_and_rows_record_the_node(two_node_cluster, 
     assert len(node_ids) == 2 and all(len(n) == 12 for n in node_ids)  # both nodes trained
     assert all(r["node"] for r in rows) and all(Path(r["run_dir"], "train.log").is_file() for r in rows)
     assert df.attrs["ran"] == 6
+
+
+def test_ray_times_every_arm_once_on_the_node_a_key_names(two_node_cluster, rect_data, tmp_path):
+    import ray
+
+    ray.init(address=two_node_cluster.address)
+    nodes = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
+    ray.shutdown()
+    other = nodes[-1][:8]  # the start of the second node's id
+    spec = _ray_spec(rect_data, tmp_path / "runs", seeds=[0], ray_address=two_node_cluster.address, timing_node=other)
+    runner.run_sweep(spec, execute=fake_execute)
+    timed = read_rows(tmp_path / "runs" / "tiny" / "speed.csv")
+    assert [r["arm"] for r in timed] == ["sppf", "spp"] and {r["node"] for r in timed} == {nodes[-1][:12]}
+    assert len({r["session"] for r in timed}) == 1 and all(float(r["latency_ms"]) > 0 for r in timed)
+    bad = _ray_spec(rect_data, tmp_path / "bad", seeds=[0], ray_address=two_node_cluster.address, timing_node="zzz")
+    with pytest.raises(NeckConfigError, match=r"key .timing_node.: no live Ray node matches .zzz.; nodes: "):
+        runner.run_sweep(bad, execute=fake_execute)
+    assert not (tmp_path / "bad" / "tiny" / "results.csv").exists()  # refused before anything trained
+    with pytest.raises(NeckConfigError, match="key 'timing_node': names a Ray node, so it needs executor=ray"):
+        load_spec(tiny_spec(rect_data, tmp_path, timing_node="x"))
 
 
 @pytest.mark.parametrize("retries, status", [(1, "ok"), (0, "failed")])

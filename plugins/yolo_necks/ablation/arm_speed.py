@@ -35,7 +35,7 @@ from .speed import device_name, prepare, resolve_dtype, torch_build, torch_devic
 SPEED_CSV = "speed.csv"
 MIN_SHARE = 0.9  # a timing that got less of its thread budget than this is flagged as starved
 FIELDS = [
-    "session", "timed_at", "host", "arm", "block", "placement", "model_yaml", "imgsz", "latency_ms", "latency_p90_ms",
+    "session", "timed_at", "host", "node", "arm", "block", "placement", "model_yaml", "imgsz", "latency_ms", "latency_p90_ms",
     "latency_std_ms", "latency_min_ms", "rounds", "warmup", "throughput_ips", "throughput_batch", "throughput_rounds",
     "delta_ms", "delta_lo_ms", "delta_hi_ms", "delta_sd_ms", "delta_n", "delta_p", "baseline", "dtype", "device",
     "device_name", "threads", "cpu_share", "starved", "gpu_other_processes", "torch", "torch_build", "timing_key",

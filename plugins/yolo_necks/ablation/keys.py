@@ -83,6 +83,8 @@ KEYS: dict[str, tuple[Any, str]] = {
                      "1 on a GPU device, 0 on cpu"),
     "max_retries": (1, "executor=ray: retries of a run whose worker process or node died, then it is recorded as "
                     "failed"),
+    "timing_node": (None, "executor=ray: the node that times every arm once after training (hostname, IP or the start "
+                    "of its Ray node id); default: the machine running the sweep"),
     "mlflow": (None, "MLflow tracking (pip install 'yolo-necks[mlflow]'): null (off), true (MLflow's default store, or "
                "MLFLOW_TRACKING_URI when set) or a tracking URI (sqlite:///mlflow.db, http://host:5000); an "
                "experiment per sweep, a parent run for the sweep, a child run per run. Not part of any run's "

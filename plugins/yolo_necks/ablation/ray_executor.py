@@ -217,3 +217,31 @@ def ray_entry(task: RunTask, execute: Callable | None, threads: int, gpu: bool, 
         set_speed_guard(None)
         with contextlib.suppress(OSError):
             marker.unlink()
+
+
+def find_node(ray, node: str) -> dict:
+    """The live Ray node named by ``node``: its hostname, IP or the start of its node id (one line if none or several)."""
+    alive = [n for n in ray.nodes() if n.get("Alive")]
+    hits = [n for n in alive if node in (n.get("NodeManagerHostname"), n.get("NodeManagerAddress"))
+            or str(n.get("NodeID", "")).startswith(node)]  # fmt: skip
+    if len(hits) != 1:
+        known = ", ".join(f"{n.get('NodeManagerHostname')} ({n.get('NodeManagerAddress')}, {n['NodeID'][:12]})"
+                          for n in alive)  # fmt: skip
+        what = "no live Ray node matches" if not hits else f"{len(hits)} Ray nodes match"
+        raise NeckConfigError(f"key 'timing_node': {what} '{node}'; nodes: {known}")
+    return hits[0]
+
+
+def time_on_node(ray, node: str, models: list, spec, threads: int) -> list[dict]:
+    """Time the arms (:func:`~yolo_necks.ablation.arm_speed.time_arms`) as one Ray task pinned to ``node``, asking
+    for the timing's threads (at most the node's CPUs) so that no run shares them."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from .arm_speed import time_arms
+
+    found = find_node(ray, node)
+    threads = max(1, min(threads, int(found.get("Resources", {}).get("CPU", threads))))
+    strategy = NodeAffinitySchedulingStrategy(found["NodeID"], soft=False)
+    task = ray.remote(num_cpus=threads, max_calls=1)(time_arms).options(scheduling_strategy=strategy)
+    rows = ray.get(task.remote(models, spec, threads))
+    return [{**r, "node": found["NodeID"][:12]} for r in rows]

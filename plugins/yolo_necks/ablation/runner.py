@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from ..errors import NeckConfigError
 from .executors import Executor
 from .factory import make_executor
 from .plan import RunPlan
@@ -82,6 +83,14 @@ def run_sweep(
     spec.sweep_dir.mkdir(parents=True, exist_ok=True)
     with sweep_lock(spec.sweep_dir):
         executor = make_executor(spec.execution, execute)
+        if spec.execution.timing_node:  # a node that is not there fails now, not after training
+            from .ray_executor import find_node
+
+            try:
+                find_node(executor.ray, spec.execution.timing_node)
+            except NeckConfigError as e:
+                executor.close()
+                raise NeckConfigError(f"{spec.source}: {e}") from None
         try:
             return _run(prep, store, executor, retry_failed, callbacks)
         finally:
@@ -233,7 +242,12 @@ def _time_arms(prep: Prepared, executor: Executor) -> None:
     threads = given if isinstance(given, int) else max(1, (os.cpu_count() or 1) // max(1, executor.slots))
     LOGGER.info(f"{title}: timing {len(prep.models)} arms once each, interleaved over {spec.speed.repeats} rounds, "
                 f"{threads} thread(s) on the CPU or one GPU, with nothing else of the sweep running")  # fmt: skip
-    rows = time_arms(prep.models, spec, threads)
+    if spec.execution.timing_node:
+        from .ray_executor import time_on_node
+
+        rows = time_on_node(executor.ray, spec.execution.timing_node, prep.models, spec, threads)
+    else:
+        rows = time_arms(prep.models, spec, threads)
     record_timings(spec.sweep_dir, rows)
     for r in rows:
         if r["starved"]:

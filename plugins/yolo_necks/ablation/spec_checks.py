@@ -227,6 +227,12 @@ def _execution(source: str, d: dict, devices: tuple[str, ...]) -> Execution:
     if executor not in ("local", "ray"):
         raise NeckConfigError(f"{source}: key 'executor': must be local or ray, got {executor!r}"
                               f"{suggest(executor, ('local', 'ray'))}")  # fmt: skip
+    node = d["timing_node"]
+    if node is not None:
+        node = _str(source, "timing_node", str(node) if isinstance(node, (int, float)) else node)
+        if executor != "ray":
+            raise NeckConfigError(f"{source}: key 'timing_node': names a Ray node, so it needs executor=ray (a local "
+                                  "sweep times its arms on this machine)")  # fmt: skip
     return Execution(
         executor=executor,
         parallel=_auto_or_int(source, "parallel", d["parallel"]),
@@ -237,6 +243,7 @@ def _execution(source: str, d: dict, devices: tuple[str, ...]) -> Execution:
         cpus_per_run=_number(source, "cpus_per_run", d["cpus_per_run"], 0.0, allow_none=True, strict=True),
         gpus_per_run=_number(source, "gpus_per_run", d["gpus_per_run"], 0.0, allow_none=True),
         max_retries=_int(source, "max_retries", d["max_retries"], 0),
+        timing_node=node,
     )
 
 

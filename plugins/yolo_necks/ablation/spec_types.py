@@ -57,6 +57,7 @@ class Execution:
     cpus_per_run: float | None = None
     gpus_per_run: float | None = None
     max_retries: int = 1
+    timing_node: str | None = None
 
 
 @dataclass(frozen=True)
