@@ -1,30 +1,29 @@
-"""The val set's share of the noise, measured: the reduced default with a 4x larger val split against the 48-image one.
+"""The val set's share of the noise, measured: a 4x larger val split against the 48-image one, on the same weights.
 
-    python ablations/val_size.py OUT_DIR [--seeds 5]
+    python ablations/val_size.py SWEEP_DIR OUT_DIR
 
-1. Runs the reduced CPU default (every arm, seeds 0..N-1) with ``data_params.n_val=192`` into ``OUT_DIR/sweep``: the
-   same 192 training scenes and schedule as the default (the reduced default trains with ``val=False``: ultralytics
-   validates the final epoch only, so the val split does not shape the trained weights).
-2. Validates every run's weights again on the default's 48-image split, whose scenes are the first 48 of the 192
-   (scene i of a split is seeded by (seed, split, i)), with the same validator call and bootstrap the harness uses.
-3. Writes ``val_size.csv`` (per run: mAP50-95 and its bootstrap SE on 48 and 192 images, val CPU seconds) and
-   ``val_size.md``: per arm the paired SD of Δ mAP50-95 with each split, the val sampling's share of it, the paired
-   seeds a ±0.02 interval needs, and the CPU time to a ±0.02 decision with per-arm adaptive seeds (the runs each arm
-   needs plus the baseline's, at the measured CPU seconds per run: training + validation).
+Takes a finished sweep of the reduced CPU settings (48 val scenes; e.g. ``ablations/placement.yaml`` with 5 seeds,
+whose replace arms are the default's SPPF, DyCAConv, SKConv and FocalModulation arms) and validates every finished
+run's weights on its 48-image val split and on a 192-image one with the same parameters, whose first 48 scenes are
+the 48 (scene i of a split is seeded by (seed, split, i)); the training scenes are the same, and the reduced settings
+train with ``val=False`` (ultralytics validates the final epoch only), so the val split never shaped the weights.
+Each validation is the harness's own (the validator, then the bootstrap over images). Writes ``val_size.csv`` (per
+run: mAP50-95 and its bootstrap SE on 48 and 192 images, the validation's CPU seconds) and ``val_size.md``: per arm
+the paired SD of Δ mAP50-95 with each split, the val sampling's share of its variance, the paired seeds a ±0.02
+interval needs, and the CPU time to a ±0.02 decision on every arm with per-arm adaptive seeds (each arm's seeds plus
+the baseline's, at the CPU seconds per run measured here: the sweep's training, this validation).
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
 TARGET = 0.02
 
 
@@ -49,42 +48,47 @@ def validate(weights: str, data: str, imgsz: int, batch: int) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("sweep", type=Path)
     ap.add_argument("out", type=Path)
-    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (the sweep's threads per run)")
     args = ap.parse_args()
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "yolo_necks.cli", "ablate", f"project={out}", "name=sweep", f"seeds={args.seeds}",
-           "data_params.n_val=192"]  # fmt: skip
-    t0 = time.perf_counter()
-    subprocess.run(cmd, cwd=ROOT, check=True)
-    sweep_wall = time.perf_counter() - t0
 
-    from yolo_necks.ablation.keys import DEFAULT_SPEC
+    import yaml
+
     from yolo_necks.ablation.tdist import seeds_needed
     from yolo_necks.datasets import resolve_data
 
-    cpu = DEFAULT_SPEC["cpu"]
-    small = str(resolve_data("digits", **cpu["data_params"]))
-    large = str(resolve_data("digits", **{**cpu["data_params"], "n_val": 192}))
-    results = pd.read_csv(out / "sweep" / "results.csv")
-    results = results[results["status"] == "ok"]
+    import torch
+
+    torch.set_num_threads(int(args.threads))  # as the sweep's runs validated (one thread each on 2 cores)
+    spec = yaml.safe_load((args.sweep / "spec.yaml").read_text())
+    params = spec["data_params"]
+    if params.get("n_val") != 48:
+        raise SystemExit(f"{args.sweep}: its val split has {params.get('n_val')} scenes, not the reduced 48")
+    small = str(resolve_data("digits", **params))
+    large = str(resolve_data("digits", **{**params, "n_val": 192}))
+    results = pd.read_csv(args.sweep / "results.csv")
+    results = results[results["status"] == "ok"].drop_duplicates(["arm", "seed"], keep="last")
     rows, reps = [], {}
     for _, r in results.iterrows():
-        a = validate(r["weights"], small, cpu["imgsz"], cpu["batch"])
-        b = validate(r["weights"], large, cpu["imgsz"], cpu["batch"])
+        a = validate(r["weights"], small, spec["imgsz"], spec["batch"])
+        b = validate(r["weights"], large, spec["imgsz"], spec["batch"])
+        assert abs(a["map50_95"] - float(r["map50_95"])) < 1e-6, (r["arm"], r["seed"], a["map50_95"], r["map50_95"])
         reps[(r["arm"], int(r["seed"]))] = (a.pop("replicates"), b.pop("replicates"))
         rows.append({"arm": r["arm"], "seed": int(r["seed"]), "baseline": bool(r["baseline"]),
-                     "train_cpu_s": float(r["cpu_s"]) - float(r["val_s"]),
+                     "train_cpu_s": float(r["cpu_s"]) - a["val_cpu_s"],
                      **{f"{k}_48": v for k, v in a.items()}, **{f"{k}_192": v for k, v in b.items()}})  # fmt: skip
     df = pd.DataFrame(rows)
     df.to_csv(out / "val_size.csv", index=False)
     assert (df["n_images_48"] == 48).all() and (df["n_images_192"] == 192).all()
 
     base = df[df["baseline"]].iloc[0]["arm"]
-    lines = [f"# Val split size: 48 vs 192 images (reduced CPU default, seeds 0..{args.seeds - 1})", "",
-             f"Sweep with the 192-image val split: {sweep_wall / 60:.1f} min wall; every run then validated again on "
-             "the default's 48-image split (its first 48 scenes). Same trained weights for both columns.", "",
+    seeds = sorted(df["seed"].unique())
+    lines = [f"# Val split size: 48 vs 192 images (reduced CPU settings, seeds {seeds[0]}..{seeds[-1]})", "",
+             f"Every finished run of `{args.sweep.name}` validated on its 48-image val split and on a 192-image one "
+             "(whose first 48 scenes are the 48), with the same trained weights.", "",
              "| arm | SD Δ mAP50-95 (48) | val share (48) | seeds ±0.02 (48) | SD Δ (192) | val share (192) | "
              "seeds ±0.02 (192) |", "|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
     need = {48: {}, 192: {}}

@@ -161,29 +161,133 @@ def mlflow_probe_execute(plan, spec, data):
     return row
 
 
-PROBE_DIR_ENV = "YOLO_NECKS_TEST_PROBE_DIR"
+CRASH_ARMS_ENV = "YOLO_NECKS_TEST_CRASH_ARMS"  # comma-separated arms whose runs SIGKILL their own process
+LEAK_ENV = "YOLO_NECKS_TEST_LEAKED"  # set by perturb_process_state
 
 
-def probe_pause_execute(plan, spec, data):
-    """Two-arm stand-in that checks the timing pause: arm 'spp' writes its pid and waits; arm 'sppf' waits for that
-    pid, enters the speed guard as a real run does before timing, records the state of the 'spp' process inside it,
-    then releases 'spp' (which can only finish once it has been resumed)."""
+def crash_execute(plan, spec, data):
+    """:func:`fake_execute`, except that the runs of the arms in ``CRASH_ARMS_ENV`` kill their own process."""
+    if plan.arm.name in os.environ.get(CRASH_ARMS_ENV, "").split(","):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return fake_execute(plan, spec, data)
+
+
+class FailsInWorker:
+    """An ``execute`` that cannot be unpickled in another process: a worker given it dies while starting."""
+
+    def __init__(self):
+        self.parent = os.getpid()
+
+    def __setstate__(self, state):
+        if os.getpid() != state["parent"]:
+            raise RuntimeError("cannot start (simulated)")
+        self.__dict__.update(state)
+
+    def __call__(self, plan, spec, data):
+        return fake_execute(plan, spec, data)
+
+
+def process_probe() -> dict:
+    """What a run finds of its process's state: everything :func:`perturb_process_state` changes, as comparable
+    values (the state a run starts from must not depend on the runs before it)."""
+    import hashlib
+    import logging
+    import pickle
+    import warnings
+
+    import numpy as np
     import psutil
+    import torch
+    from ultralytics.utils import DEFAULT_CFG, DEFAULT_CFG_DICT, LOGGER
+    from ultralytics.utils.callbacks import base
 
+
+    def digest(x) -> str:
+        return hashlib.sha256(pickle.dumps(x)).hexdigest()[:16]
+
+    mlflow = sys.modules.get("mlflow")
+    return {
+        "threads": torch.get_num_threads(),
+        "deterministic": [torch.are_deterministic_algorithms_enabled(),
+                          torch.is_deterministic_algorithms_warn_only_enabled()],  # fmt: skip
+        "cudnn": [torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic, torch.backends.cudnn.enabled],
+        "matmul_precision": torch.get_float32_matmul_precision(),
+        "dtype": str(torch.get_default_dtype()),
+        "grad": torch.is_grad_enabled(),
+        "anomaly": torch.is_anomaly_enabled(),
+        "rng": [digest(random.getstate()), digest(np.random.get_state()), digest(torch.get_rng_state().tolist())],
+        "env": {k: os.environ.get(k) for k in (LEAK_ENV, "PYTHONHASHSEED", "CUBLAS_WORKSPACE_CONFIG", "OMP_NUM_THREADS")},
+        "cwd": os.getcwd(),
+        "stdout": type(sys.stdout).__name__,
+        "sigterm": repr(signal.getsignal(signal.SIGTERM)),
+        "logger": [LOGGER.level, len(LOGGER.handlers), LOGGER.disabled, logging.root.manager.disable],
+        "warnings": digest(repr(warnings.filters)),
+        "cfg": [digest(sorted(vars(DEFAULT_CFG).items(), key=str)), digest(sorted(DEFAULT_CFG_DICT.items(), key=str))],
+        "callbacks": {k: len(v) for k, v in base.default_callbacks.items()},
+        "children": len(psutil.Process().children(recursive=True)),
+        "fds": len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else None,
+        "mlflow_run": bool(mlflow is not None and mlflow.active_run() is not None),
+    }
+
+
+def perturb_process_state(scratch: Path, with_mlflow: bool = False):
+    """Change process-wide state as a careless run could (see :mod:`yolo_necks.ablation.isolation`); returns the
+    child process it leaves running."""
+    import io
+    import logging
+    import subprocess
+    import warnings
+
+    import numpy as np
+    import torch
+    from ultralytics.utils import DEFAULT_CFG, DEFAULT_CFG_DICT, LOGGER
+    from ultralytics.utils.callbacks import base
+
+
+    torch.set_num_threads(torch.get_num_threads() + 1)
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = True
+    torch.backends.cudnn.deterministic = True
+    torch.set_float32_matmul_precision("medium")
+    torch.set_default_dtype(torch.float64)
+    torch.set_grad_enabled(False)
+    torch.set_anomaly_enabled(True)
+    random.seed(1)
+    np.random.seed(1)
+    torch.manual_seed(1)
+    os.environ[LEAK_ENV] = "leaked"
+    os.environ["PYTHONHASHSEED"] = "99"
+    os.chdir(scratch)
+    sys.stdout = io.StringIO()
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    LOGGER.setLevel(logging.ERROR)
+    LOGGER.addHandler(logging.NullHandler())
+    logging.disable(logging.WARNING)
+    warnings.simplefilter("ignore")
+    DEFAULT_CFG.fliplr = DEFAULT_CFG_DICT["fliplr"] = 0.0  # a training argument the runs do not set
+    base.default_callbacks["on_train_start"].append(print)
+    if with_mlflow:
+        os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
+        import mlflow
+
+        mlflow.set_tracking_uri(f"file:{scratch / 'mlruns'}")
+        mlflow.start_run()
+    return subprocess.Popen(["sleep", "300"])  # a child process left running
+
+
+def leaky_execute(plan, spec, data):
+    """Real training (``run.execute_run``) that also reports the state its process was in when it started
+    (``probe``) and its process id; a run whose folder ends in ``-leak`` trains nothing and leaves the process
+    perturbed instead (:func:`perturb_process_state`), reporting the perturbed state."""
     from yolo_necks.ablation import run
 
-    folder = Path(os.environ[PROBE_DIR_ENV])
-    if plan.arm.name == "spp":
-        (folder / "spp.pid").write_text(str(os.getpid()))
-        wait_for(folder / "release", "the release by the timed arm")
-        return fake_metrics(plan, spec)
-    wait_for(folder / "spp.pid", "the other run to start")
-    other = psutil.Process(int((folder / "spp.pid").read_text()))
-    with run.speed_guard() as guard:
-        inside = other.status()
-    (folder / "states.txt").write_text(f"{inside} {guard['speed_concurrent']}")
-    (folder / "release").write_text("go")
-    return {**fake_metrics(plan, spec), **guard}
+    if plan.run_dir.name.endswith("-leak"):
+        scratch = plan.run_dir / "scratch"
+        scratch.mkdir(parents=True, exist_ok=True)
+        perturb_process_state(scratch)
+        return {**fake_metrics(plan, spec), "probe": process_probe(), "pid": os.getpid()}
+    probe = process_probe()
+    return {**run.execute_run(plan, spec, data), "probe": probe, "pid": os.getpid()}
 
 
 class FakeTraining:

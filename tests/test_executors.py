@@ -22,20 +22,25 @@ import yaml
 TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS))
 from ablation_helpers import (  # noqa: E402
+    CRASH_ARMS_ENV,
     CRASH_ONCE_ENV,
     FAIL_ARMS_ENV,
     HOLD_ENV,
     PID_DIR_ENV,
-    PROBE_DIR_ENV,
+    FailsInWorker,
+    crash_execute,
     fake_execute,
-    probe_pause_execute,
+    leaky_execute,
+    perturb_process_state,
+    process_probe,
     tiny_spec,
 )
 
 from yolo_necks.ablation import runner  # noqa: E402
 from yolo_necks.ablation.executors import SequentialExecutor  # noqa: E402
 from yolo_necks.ablation.factory import make_executor  # noqa: E402
-from yolo_necks.ablation.local_executor import LocalExecutor, plan_slots  # noqa: E402
+from yolo_necks.ablation.local_executor import LocalExecutor, Slot, plan_slots  # noqa: E402
+from yolo_necks.ablation.run import DataRef, RunTask  # noqa: E402
 from yolo_necks.ablation.spec import Execution, load_spec  # noqa: E402
 from yolo_necks.errors import NeckConfigError  # noqa: E402
 
@@ -128,22 +133,20 @@ def test_parallel_workers_record_every_run_once_and_a_failing_arm_does_not_stop_
     assert status == {(a, s): ("failed" if a == "spp" else "ok") for a in ("sppf", "spp", "spp3") for s in "01"}
     assert all("CUDA out of memory (simulated)" in r["error"] for r in rows if r["status"] == "failed")
     pids = {r["weights"] for r in rows if r["status"] == "ok"}
-    assert len(pids) == 4 and f"pid {os.getpid()}" not in pids  # each run in its own worker process
+    assert 1 <= len(pids) <= 2 and f"pid {os.getpid()}" not in pids  # the 2 slots' workers, not this process
     assert {r["executor"] for r in rows} == {"local"} and {r["threads"] for r in rows} == {"1"}
     assert all(Path(r["run_dir"], "train.log").is_file() for r in rows)  # worker output went to the run's log
     assert df.attrs["ran"] == 6 and (sweep / "summary.md").is_file()
 
 
-def test_other_runs_on_the_device_are_paused_while_one_is_timed(parallel_spec, tmp_path, monkeypatch):
-    probe = tmp_path / "probe"
-    probe.mkdir()
-    monkeypatch.setenv(PROBE_DIR_ENV, str(probe))
-    runner.run_sweep(parallel_spec(), execute=probe_pause_execute)
-    inside, concurrent = (probe / "states.txt").read_text().split()
-    assert (inside, concurrent) == ("stopped", "0")  # the other run was paused while this one was timed
-    rows = read_rows(Path(parallel_spec()).parent / "runs" / "tiny" / "results.csv")
-    assert {r["arm"]: r["status"] for r in rows} == {"sppf": "ok", "spp": "ok"}  # and resumed: it finished
-    assert {r["arm"]: r["speed_concurrent"] for r in rows}["sppf"] == "0"
+def test_arms_are_timed_once_after_every_parallel_run_has_finished(parallel_spec):
+    """Runs do not time themselves; the sweep times every arm after the last worker returned its row, when nothing
+    else of the sweep runs (the session's time is after every run's end)."""
+    runner.run_sweep(parallel_spec(), execute=fake_execute)
+    sweep = Path(parallel_spec()).parent / "runs" / "tiny"
+    rows, timed = read_rows(sweep / "results.csv"), read_rows(sweep / "speed.csv")
+    assert [r["arm"] for r in timed] == ["sppf", "spp"] and len({r["session"] for r in timed}) == 1
+    assert all(timed[0]["timed_at"] >= r["finished_at"] for r in rows)
 
 
 def test_sigkill_of_the_parallel_sweep_then_resume_loses_and_duplicates_nothing(parallel_spec, tmp_path,
@@ -197,6 +200,165 @@ def test_ctrl_c_in_parallel_mode_stops_the_workers_and_keeps_finished_rows(paral
     df = runner.run_sweep(path, execute=fake_execute)
     assert df.attrs["ran"] == 3
     assert_each_run_once(sweep, 4)
+
+
+# ------------------------------------------------------------------------------- workers that start once
+ONE_SLOT = [Slot("cpu", "cpu", None, 1)]
+
+
+def _tasks(spec, prep, plans=None) -> list[RunTask]:
+    return [RunTask(p, spec, prep.data_ref or DataRef(prep.data), {"arm": p.arm.name, "seed": p.seed})
+            for p in (prep.plans if plans is None else plans)]  # fmt: skip
+
+
+def _run_all(executor, tasks) -> list:
+    try:
+        return [e for e in executor.run(tasks) if e.kind != "tick"]
+    finally:
+        executor.close()
+
+
+def test_parallel_auto_trains_a_single_run_in_the_sweep_process_and_more_in_workers(rect_data, tmp_path):
+    from yolo_necks.ablation.factory import choose_slots, early_slots
+
+    def n(execution, pending, cores=2, memory=math.inf):
+        return len(choose_slots(execution, pending, cores, memory))
+
+    cpu = Execution(devices=("cpu",))
+    assert [n(cpu, k) for k in (0, 1, 2, 9)] == [0, 0, 2, 2]  # 0 = one at a time in the sweep process
+    assert n(cpu, 3, cores=8) == 3 and n(cpu, 9, cores=1) == 0 and n(cpu, 9, cores=64, memory=3 * 2**30) == 0
+    assert n(cpu, None) == 2 and n(Execution(devices=("cpu",), parallel=1), 9) == 0
+    explicit = Execution(devices=("cpu",), parallel=3)  # asked for workers: one, even for a single run
+    assert [s.threads for s in choose_slots(explicit, 1, cores=12)] == [4] and n(explicit, None, cores=12) == 3
+    gpus = Execution(devices=("0", "1"))
+    assert n(gpus, 1, cores=8) == 0 and n(gpus, 5, cores=8) == 2
+    assert n(Execution(executor="ray", devices=("cpu",)), 9) == 0
+    # before preparation only the runs certain to be pending count: 3 arms x 2 seeds minus the rows recorded
+    spec = load_spec(tiny_spec(rect_data, tmp_path, parallel="auto", arms=THREE_ARMS, seeds=[0, 1]))
+    assert [len(early_slots(spec, rows, cores=2, memory=math.inf)) for rows in (0, 4, 5, 6, 9)] == [2, 2, 0, 0, 0]
+    ray = load_spec(tiny_spec(rect_data, tmp_path, executor="ray", arms=THREE_ARMS, seeds=[0, 1]))
+    assert early_slots(ray, 0, cores=2, memory=math.inf) == []
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="parallel=auto runs one at a time on one core")
+def test_auto_sweeps_use_the_sweep_process_for_one_run_and_the_workers_started_early_for_more(spec_file,
+                                                                                              monkeypatch):  # fmt: skip
+    from yolo_necks.ablation import factory
+
+    early = []
+
+    def spy(spec, recorded, execute=None):
+        executor = factory.start_early(spec, recorded, execute)
+        early.append(executor.worker_pids() if executor else None)
+        return executor
+
+    monkeypatch.setattr(runner, "start_early", spy)
+    sweep = Path(spec_file()).parent / "runs" / "tiny"
+
+    def rows(**changes):
+        runner.run_sweep(spec_file(parallel="auto", **changes), execute=fake_execute)
+        return {(r["arm"], r["seed"]): r for r in read_rows(sweep / "results.csv")}
+
+    one = rows(arms=THREE_ARMS[:1])[("sppf", "0")]  # one run: no worker
+    assert early == [None] and one["executor"] == "sequential" and one["weights"] == f"pid {os.getpid()}"
+    monkeypatch.setenv(FAIL_ARMS_ENV, "spp3")
+    both = rows(arms=THREE_ARMS)  # 3 planned, 1 recorded: 2 certain, started before preparation, and used
+    assert len(early[1]) == 2
+    assert {both[(a, "0")]["weights"] for a in ("spp",)} <= {f"pid {p}" for p in early[1]}
+    assert {both[(a, "0")]["executor"] for a in ("spp", "spp3")} == {"local"}
+    monkeypatch.delenv(FAIL_ARMS_ENV)
+    runner.run_sweep(spec_file(parallel="auto", arms=THREE_ARMS), execute=fake_execute, retry_failed=True)
+    assert early[2] is None  # 3 rows recorded: nothing certain before planning; 1 failed run to retry: this process
+    assert read_rows(sweep / "results.csv")[-1]["executor"] == "sequential"
+
+
+def test_a_worker_that_dies_costs_only_its_run_and_the_slot_gets_a_fresh_worker(rect_data, tmp_path, monkeypatch):
+    monkeypatch.setenv(CRASH_ARMS_ENV, "spp")  # every spp run SIGKILLs the worker training it
+    spec = load_spec(tiny_spec(rect_data, tmp_path / "runs", seeds=[0, 1]))
+    prep = runner.prepare(spec)
+    events = _run_all(LocalExecutor(ONE_SLOT, crash_execute), _tasks(spec, prep))
+    assert [e.kind for e in events] == ["start", "end"] * 4
+    rows = [e.row for e in events if e.kind == "end"]
+    assert [(r["arm"], r["seed"], r["status"]) for r in rows] == [
+        ("sppf", 0, "ok"), ("spp", 0, "failed"), ("sppf", 1, "ok"), ("spp", 1, "failed")]  # fmt: skip
+    assert rows[0]["weights"] != rows[2]["weights"]  # the slot's fresh worker trained the next run
+    for r in rows[1::2]:
+        assert r["error"].startswith("worker process died (killed by signal 9 (SIGKILL: out of memory?)) before "
+                                     "returning a row; see ") and "\n" not in r["error"]  # fmt: skip
+
+
+def test_a_worker_that_cannot_start_fails_the_runs_one_by_one_instead_of_restarting_forever(rect_data, tmp_path):
+    spec = load_spec(tiny_spec(rect_data, tmp_path / "runs"))
+    prep = runner.prepare(spec)
+    events = _run_all(LocalExecutor(ONE_SLOT, FailsInWorker()), _tasks(spec, prep))
+    assert [e.kind for e in events] == ["start", "end"] * 2
+    for e in events[1::2]:
+        assert e.row["status"] == "failed"
+        assert e.row["error"] == "worker process died while starting (exit code 1); its error went to the sweep's output"
+
+
+def test_the_process_state_a_run_changes_is_put_back(tmp_path):
+    import torch
+
+    from yolo_necks.ablation.isolation import ProcessState
+
+    before = process_probe()
+    clean = ProcessState.capture()
+    child = perturb_process_state(tmp_path, with_mlflow=True)
+    try:
+        during = process_probe()
+        clean.restore()
+        after = process_probe()
+    finally:
+        child.kill()
+        child.wait()
+        torch.set_num_threads(before["threads"])
+    # the perturbation reached everything (the timing guard is the worker's to set, before each run)
+    assert {k for k in before if during[k] != before[k]} == set(before) - {"fds"}
+    assert {k: after[k] for k in before if k != "children"} == {k: v for k, v in before.items() if k != "children"}
+
+
+@pytest.mark.slow
+def test_a_run_after_others_in_the_same_worker_equals_the_run_in_a_fresh_worker(tiny_data, tmp_path):
+    """sppf trained first in a fresh worker, then a run that leaves the process perturbed, focal and spp trained,
+    then sppf again, all in one worker process: same state at its start, same weights, same metrics."""
+    import dataclasses
+
+    import torch
+
+    spec = load_spec({
+        "name": "fresh", "project": str(tmp_path / "runs"), "model": "yolov8.yaml", "scale": "n",
+        "arms": [{"name": "sppf", "block": "SPPF", "args": [5], "baseline": True},
+                 {"name": "focal", "block": "FocalModulation", "args": [3, 2, 2]},
+                 {"name": "spp", "block": "SPP", "args": [[5, 9, 13]]}],
+        "data": str(tiny_data), "epochs": 1, "imgsz": 64, "batch": 4, "seeds": [0], "device": "cpu", "workers": 0,
+        "parallel": 1, "speed": {"warmup": 1, "repeats": 100, "throughput_batch": 2, "throughput_repeats": 2},
+    })  # fmt: skip
+    prep = runner.prepare(spec)
+    plan = {p.arm.name: p for p in prep.plans}
+
+    def renamed(p, suffix):
+        return dataclasses.replace(p, run_dir=p.run_dir.with_name(p.run_dir.name + suffix))
+
+    order = [plan["sppf"], renamed(plan["spp"], "-leak"), plan["focal"], plan["spp"], renamed(plan["sppf"], "-again")]
+    rows = [e.row for e in _run_all(LocalExecutor(ONE_SLOT, leaky_execute), _tasks(spec, prep, order))
+            if e.kind == "end"]  # fmt: skip
+    assert [r["status"] for r in rows] == ["ok"] * 5, [r.get("error") for r in rows]
+    assert len({r["pid"] for r in rows}) == 1  # one worker process trained all five
+    probes = [r["probe"] for r in rows]
+    first, last = rows[0], rows[-1]
+    state = [{k: v for k, v in p.items() if k != "fds"} for p in probes]
+    # the perturbing run changed everything the probe sees (MLflow aside: not imported in test workers)
+    assert {k for k in state[0] if state[1][k] != state[0][k]} == set(state[0]) - {"mlflow_run"}
+    assert state[-1] == state[0]  # the fifth run found its process as the first did
+    # no descriptor piles up from run to run (a process's first training opens a few it keeps)
+    assert probes[-1]["fds"] == probes[2]["fds"]
+    for col in ("map50", "map50_95", "precision", "recall", "params", "gflops", "epochs_run"):
+        assert last[col] == first[col], col
+    ref = torch.load(first["weights"], map_location="cpu", weights_only=False)["model"].float().state_dict()
+    mine = torch.load(last["weights"], map_location="cpu", weights_only=False)["model"].float().state_dict()
+    assert mine.keys() == ref.keys() and all(torch.equal(mine[k], ref[k]) for k in ref)
+    assert first["weights"] != last["weights"]
 
 
 # ------------------------------------------------------------------------------------------------------ Ray
@@ -343,15 +505,15 @@ def test_executor_ray_without_ray_installed_says_how_to_install(rect_data, tmp_p
 # ------------------------------------------------------------------------------- same results, any executor
 @pytest.fixture(scope="module")
 def three_executors(tmp_path_factory):
-    """The same tiny digits sweep (2 arms, 1 seed, 1 epoch) run one at a time, by 2 local workers, and as Ray tasks,
-    each through the CLI in a fresh process (training changes process-wide torch settings), 1 thread per run."""
+    """The same tiny digits sweep (2 arms, 2 seeds, 1 epoch) run one at a time, by 2 local workers (each trains
+    runs one after another), and as Ray tasks, each through the CLI in a fresh process, 1 thread per run."""
     root = tmp_path_factory.mktemp("executors")
     spec = {
         "name": "same", "project": str(root / "runs"), "model": "yolov8.yaml", "scale": "n",
         "arms": [{"name": "sppf", "block": "SPPF", "args": [5], "baseline": True},
                  {"name": "focal", "block": "FocalModulation", "args": [3, 2, 2]}],
         "data": "digits", "data_params": {"n_train": 16, "n_val": 8, "imgsz": 64}, "epochs": 1, "imgsz": 64,
-        "batch": 4, "seeds": [0], "device": "cpu", "workers": 0, "threads_per_run": 1,
+        "batch": 4, "seeds": [0, 1], "device": "cpu", "workers": 0, "threads_per_run": 1,
         "speed": {"warmup": 1, "repeats": 100, "throughput_batch": 2, "throughput_repeats": 2},
     }  # fmt: skip
     path = root / "spec.yaml"
@@ -378,7 +540,16 @@ def test_metrics_and_weights_do_not_depend_on_the_executor(three_executors):
     import torch
 
     seq = three_executors["sequential"]
-    assert len(seq) == 2 and {r["status"] for r in seq.values()} == {"ok"}
+    assert len(seq) == 4 and {r["status"] for r in seq.values()} == {"ok"}
+    # the local workers started once: at most 2 processes trained the 4 runs, one after another
+    heads = [Path(r["run_dir"], "train.log").read_text(errors="replace").splitlines()[0].split()
+             for r in three_executors["local"].values()]  # fmt: skip
+    assert all(h[:3] == ["yolo-necks", "worker", "process"] for h in heads), heads
+    runs = {}
+    for h in heads:
+        runs.setdefault(h[3], []).append(int(h[5]))
+    assert 1 <= len(runs) <= 2 and sorted(n for ns in runs.values() for n in ns if n > 1), runs
+    assert all(sorted(ns) == list(range(1, len(ns) + 1)) for ns in runs.values()), runs
     for name, rows in three_executors.items():
         assert set(rows) == set(seq), name  # same runs, same configuration hashes
         for h, r in rows.items():

@@ -357,3 +357,23 @@ def test_curves_leave_out_failed_and_missing_runs_and_draw_no_map_from_a_final_v
         (sweep / name).unlink()
     write_report(sweep)  # yolo-necks report draws them too
     assert (sweep / "curves.png").stat().st_size > 0 and "curves.png" in (sweep / "summary.md").read_text()
+
+
+def test_a_sweep_without_mlflow_keeps_ultralytics_own_mlflow_callback_out_of_its_runs():
+    """ultralytics switches its MLflow callback on by default once mlflow is installed; a sweep whose spec does not
+    ask for tracking must not open runs in a store next to the working directory."""
+    from types import SimpleNamespace
+
+    from ultralytics.utils.callbacks import base
+    from ultralytics.utils.callbacks import mlflow as ultralytics_mlflow
+
+    from yolo_necks.ablation.run import without_mlflow
+
+    callbacks = base.get_default_callbacks()
+    for event, fn in ultralytics_mlflow.callbacks.items():
+        callbacks[event].append(fn)
+    kept = {event: [f for f in fns if f.__module__ != ultralytics_mlflow.__name__] for event, fns in callbacks.items()}
+    assert any(len(kept[e]) < len(callbacks[e]) for e in callbacks)  # the callback was there
+    trainer = SimpleNamespace(callbacks=callbacks)
+    without_mlflow(trainer)
+    assert trainer.callbacks == kept

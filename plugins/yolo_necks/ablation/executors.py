@@ -3,8 +3,8 @@
 One small interface (:class:`Executor`), three engines, chosen by :func:`yolo_necks.ablation.factory.make_executor`:
 
 * :class:`SequentialExecutor` (``parallel=1``): one run at a time in this process, as the harness always did;
-* :class:`~yolo_necks.ablation.local_executor.LocalExecutor` (default): runs in worker processes on this machine, each
-  with its own thread budget and GPU set before torch starts, several at once;
+* :class:`~yolo_necks.ablation.local_executor.LocalExecutor` (default): runs in worker processes on this machine, one
+  per slot, each with its own thread budget and GPU set before torch starts, training its runs one after another;
 * :class:`~yolo_necks.ablation.ray_executor.RayExecutor` (``executor=ray``): each run a Ray task.
 
 The caller (:func:`~yolo_necks.ablation.runner.run_sweep`) stays the only writer of ``results.csv``: executors
@@ -53,7 +53,9 @@ class Executor:
 
 # ---------------------------------------------------------------------------------------------------- sequential
 class SequentialExecutor(Executor):
-    """One run at a time, in this process (``parallel=1``)."""
+    """One run at a time, in this process (``parallel=1``, or ``auto`` with fewer than two runs to do). Each run
+    starts from the process state the first one found (:mod:`.isolation`), as in a worker; the state is put back
+    when the runs are done."""
 
     name = "sequential"
 
@@ -61,12 +63,19 @@ class SequentialExecutor(Executor):
         self.execute, self.threads = execute, threads
 
     def run(self, tasks: list[RunTask]) -> Iterator[Event]:
-        for task in tasks:
-            if self.threads:
-                task = replace(task, threads=self.threads)
-                set_budget(self.threads)
-            yield Event("start", task)
-            yield Event("end", task, run_task(task, self.execute))
+        from .isolation import ProcessState
+
+        clean = ProcessState.capture()
+        try:
+            for task in tasks:
+                clean.restore()
+                if self.threads:
+                    task = replace(task, threads=self.threads)
+                    set_budget(self.threads)
+                yield Event("start", task)
+                yield Event("end", task, run_task(task, self.execute))
+        finally:
+            clean.restore()
 
     def describe(self) -> str:
         return "one run at a time in this process" + (f", {self.threads} thread(s)" if self.threads else "")

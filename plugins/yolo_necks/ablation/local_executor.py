@@ -1,12 +1,12 @@
 """The local executor: runs in worker processes on this machine, several at once.
 
-Each run gets a fresh *spawned* worker process with its own thread budget (``OMP_NUM_THREADS`` and friends) and GPU
-(``CUDA_VISIBLE_DEVICES``) set before torch starts; a worker's output goes to its run's ``train.log``.
-
-Timing while other runs train would measure contention, not the model. So a local worker, before it times its
-model, asks the parent to pause the other runs on the same device (``SIGSTOP`` of their process groups; ``SIGCONT``
-after), one timing at a time per device; the row records how many other runs were still running
-(``speed_concurrent``, 0 when the pause worked).
+Each slot (see :func:`plan_slots`) has one *spawned* worker process (:mod:`.worker`), with the slot's thread budget
+(``OMP_NUM_THREADS`` and friends) and GPUs (``CUDA_VISIBLE_DEVICES``) set before torch starts; it imports torch and
+ultralytics once and trains the slot's runs one after another, each from the same process state
+(:mod:`.isolation`), each run's output in its own ``train.log``. A worker that dies (killed, out of memory) costs
+only the run it was training: that run is recorded as failed and the slot gets a fresh worker. Workers die with the
+sweep process, even when it is killed with SIGKILL. Runs do not time themselves: the sweep times every arm once
+after training, with nothing else of the sweep running (:mod:`.arm_speed`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import contextlib
 import math
 import os
 import signal
-import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field, replace
@@ -23,8 +22,9 @@ from typing import Any, Callable, Iterator
 
 from ..errors import NeckConfigError
 from .executors import TICK_S, Event, Executor
-from .run import RunTask, node_name, now, one_line, output_to, run_task, set_budget, set_speed_guard
+from .run import RunTask, node_name, now
 from .spec_types import Execution
+from .worker import worker_main
 
 EST_RUN_MEMORY = 2.5 * 2**30  # resident memory of one small training run (bytes), for parallel=auto on a CPU
 
@@ -86,17 +86,24 @@ def plan_slots(execution: Execution, cores: int | None = None, memory: float | N
 
 @dataclass
 class _Worker:
+    """A slot's worker process as the sweep process sees it: starting (not ``ready``), idle, or running ``task``."""
+
     proc: Any
     conn: Any
-    task: RunTask
+    index: int  # its slot
     slot: Slot
-    row: dict | None = None
-    paused: bool = False
-    started: float = field(default_factory=time.perf_counter)
+    ready: bool = False  # it said "ready" (its imports are done) at some point
+    task: RunTask | None = None
+    started: float = field(default_factory=time.perf_counter)  # when its current run began (or the process)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
 
 
 class LocalExecutor(Executor):
-    """Each run in a fresh spawned worker process; several at once (see :func:`plan_slots`)."""
+    """One worker process per slot, each training its runs one after another; several slots at once (see
+    :func:`plan_slots`). A worker that dies costs only its current run: the slot gets a fresh worker."""
 
     name = "local"
 
@@ -105,34 +112,58 @@ class LocalExecutor(Executor):
             raise NeckConfigError("local executor: no worker slots")
         self.slot_list, self.execute = list(slots), execute
         self.slots = len(slots)
-        self._workers: dict[int, _Worker] = {}  # by pid
-        self._timing: dict[str, int] = {}  # device group -> pid of the worker being timed
-        self._waiting: dict[str, deque[int]] = {}
+        self._workers: dict[int, _Worker] = {}  # by slot index
 
     def describe(self) -> str:
         s = self.slot_list[0]
-        where = "cpu" if s.group == "cpu" else "GPU " + ", ".join(dict.fromkeys(x.group for x in self.slot_list))
-        return f"{self.slots} worker process(es) at once on {where}, {s.threads} thread(s) each"
+        used = self.slot_list[: self.slots]
+        where = "cpu" if s.group == "cpu" else "GPU " + ", ".join(dict.fromkeys(x.group for x in used))
+        return (f"{self.slots} worker process(es) at once on {where}, {s.threads} thread(s) each; each worker trains "
+                "its runs one after another")  # fmt: skip
 
-    def run(self, tasks: list[RunTask]) -> Iterator[Event]:
+    # workers -------------------------------------------------------------------------------------------------
+    def start(self, count: int | None = None) -> None:
+        """Start the workers of the first ``count`` slots now: they import torch and ultralytics while the sweep
+        process is still preparing (building the dataset, checking the arms)."""
+        for index in range(min(self.slots if count is None else count, self.slots)):
+            if index not in self._workers:
+                self._spawn(index)
+
+    def use(self, count: int) -> None:
+        """Train ``count`` runs at once from now on (one per slot, at most the slots planned); the workers of the
+        slots beyond are stopped."""
+        self.slots = max(1, min(count, len(self.slot_list)))
+        extra = [self._workers.pop(i) for i in list(self._workers) if i >= self.slots]
+        self._stop(extra)
+
+    def worker_pids(self) -> list[int]:
+        return [w.pid for w in self._workers.values()]
+
+    def _spawn(self, index: int) -> _Worker:
         import multiprocessing as mp
-        from multiprocessing.connection import wait
 
         ctx = mp.get_context("spawn")
-        queue, free = deque(tasks), list(self.slot_list)
+        slot = self.slot_list[index]
+        parent_conn, child_conn = ctx.Pipe()
+        proc = ctx.Process(target=worker_main, args=(slot, child_conn, self.execute, os.getpid()),
+                           name=f"yolo-necks worker {index}")  # fmt: skip
+        proc.start()
+        child_conn.close()
+        w = self._workers[index] = _Worker(proc, parent_conn, index, slot)
+        return w
+
+    def _assign(self, task: RunTask, slot: Slot) -> RunTask:
+        return replace(task, device=slot.device, threads=slot.threads,
+                       row={**task.row, "run_device": slot.group, "threads": slot.threads})  # fmt: skip
+
+    # running -------------------------------------------------------------------------------------------------
+    def run(self, tasks: list[RunTask]) -> Iterator[Event]:
+        from multiprocessing.connection import wait
+
+        queue = deque(tasks)
         try:
-            while queue or self._workers:
-                while queue and free:
-                    slot, task = free.pop(0), queue.popleft()
-                    task = replace(task, device=slot.device, threads=slot.threads,
-                                   row={**task.row, "run_device": slot.group, "threads": slot.threads})  # fmt: skip
-                    parent_conn, child_conn = ctx.Pipe()
-                    proc = ctx.Process(target=worker_main, args=(task, slot, child_conn, self.execute, os.getpid()),
-                                       name=f"yolo-necks {task.label}")  # fmt: skip
-                    proc.start()
-                    child_conn.close()
-                    self._workers[proc.pid] = _Worker(proc, parent_conn, task, slot)
-                    yield Event("start", task)
+            while queue or any(w.task is not None for w in self._workers.values()):
+                yield from self._dispatch(queue)
                 conns = {w.conn: w for w in self._workers.values()}
                 sentinels = {w.proc.sentinel: w for w in self._workers.values()}
                 ready = wait(list(conns) + list(sentinels), timeout=TICK_S)
@@ -141,115 +172,113 @@ class LocalExecutor(Executor):
                     continue
                 for obj in ready:
                     if obj in conns:
-                        self._drain(conns[obj])
+                        yield from self._drain(conns[obj])
                 for obj in ready:
-                    w = sentinels.get(obj)
-                    if w is None:
-                        continue
-                    del self._workers[w.proc.pid]
-                    self._drain(w)  # its last messages (the row) may have come with its exit
-                    w.proc.join()
-                    self._release(w.proc.pid)
-                    free.append(w.slot)
-                    yield Event("end", w.task, w.row or _died_row(w))
-        finally:
+                    if obj in sentinels:
+                        yield from self._died(sentinels[obj], queue)
+        except BaseException:  # Ctrl-C, or the caller stopped listening: no worker trains on
             self.cancel()
+            raise
 
-    # messages from workers -----------------------------------------------------------------------------------
-    def _drain(self, w: _Worker) -> None:
-        with contextlib.suppress(EOFError, OSError):
-            while w.conn.poll():
+    def _dispatch(self, queue: deque) -> Iterator[Event]:
+        """Start a worker for each slot that has none while runs wait for one; hand runs to idle ready workers."""
+        idle = sum(w.task is None for w in self._workers.values())
+        for index in range(self.slots):
+            if len(queue) <= idle:
+                break
+            if index not in self._workers:
+                self._spawn(index)
+                idle += 1
+        for w in sorted(self._workers.values(), key=lambda w: w.index):
+            if not queue:
+                return
+            if not w.ready or w.task is not None:
+                continue
+            task = self._assign(queue[0], w.slot)
+            try:
+                w.conn.send(("run", task))
+            except OSError:  # it died just now: its sentinel reports it, the run goes to another worker
+                continue
+            queue.popleft()
+            w.task, w.started = task, time.perf_counter()
+            yield Event("start", task)
+
+    def _drain(self, w: _Worker) -> Iterator[Event]:
+        """The messages a worker sent: ready, or a run's row."""
+        while True:
+            try:
+                if not w.conn.poll():
+                    return
                 msg = w.conn.recv()
-                if msg[0] == "row":
-                    w.row = msg[1]
-                elif msg[0] == "quiet":
-                    self._waiting.setdefault(w.slot.group, deque()).append(w.proc.pid)
-                    self._grant(w.slot.group)
-                elif msg[0] == "loud":
-                    self._release(w.proc.pid)
+            except (EOFError, OSError):
+                return
+            if msg[0] == "ready":
+                w.ready = True
+            elif msg[0] == "row" and w.task is not None:
+                task, w.task = w.task, None
+                yield Event("end", task, msg[1])
 
-    def _grant(self, group: str) -> None:
-        """Let the next waiting worker of a device time its model, pausing the other runs on that device."""
-        if group in self._timing:
-            return
-        waiting = self._waiting.get(group) or deque()
-        while waiting:
-            pid = waiting.popleft()
-            w = self._workers.get(pid)
-            if w is None:
-                continue
-            self._timing[group] = pid
-            others = [o for p, o in self._workers.items() if p != pid and o.slot.group == group]
-            still = 0
-            for o in others:
-                if not o.paused:
-                    o.paused = _signal_worker(o.proc.pid, signal.SIGSTOP)  # SIGCONT follows whenever it was sent
-                    still += not (o.paused and _stopped(o.proc.pid))
-            with contextlib.suppress(OSError, BrokenPipeError):
-                w.conn.send(("go", still))
-            return
+    def _died(self, w: _Worker, queue: deque) -> Iterator[Event]:
+        """A worker process ended: its run (if it had one) is recorded failed; the slot gets a fresh worker when a
+        run needs one. A worker that died while starting is charged the next run, so that one that can never start
+        fails the runs one by one instead of being restarted forever."""
+        yield from self._drain(w)  # its last messages (the row) may have come with its exit
+        self._workers.pop(w.index, None)
+        w.proc.join()
+        with contextlib.suppress(OSError):
+            w.conn.close()
+        if w.task is None and not w.ready and queue:
+            w.task, w.started = self._assign(queue.popleft(), w.slot), time.perf_counter()
+            yield Event("start", w.task)
+        if w.task is not None:
+            yield Event("end", w.task, _died_row(w))
 
-    def _release(self, pid: int) -> None:
-        """A worker finished timing (or died): resume the runs paused for it, grant the next one."""
-        for group, holder in list(self._timing.items()):
-            if holder != pid:
-                continue
-            del self._timing[group]
-            for o in self._workers.values():
-                if o.paused and o.slot.group == group:
-                    _signal_worker(o.proc.pid, signal.SIGCONT)
-                    o.paused = False
-            self._grant(group)
-
-    def cancel(self) -> None:
-        for pid in list(self._workers):
-            _signal_worker(pid, signal.SIGCONT)
-            _signal_worker(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        for pid, w in list(self._workers.items()):
+    # stopping ------------------------------------------------------------------------------------------------
+    def _stop(self, workers: list[_Worker], grace: float = 10.0) -> None:
+        """End workers: an idle one is asked to exit, the others get SIGTERM; SIGKILL after ``grace``."""
+        for w in workers:
+            asked = False
+            if w.ready and w.task is None:
+                with contextlib.suppress(OSError):
+                    w.conn.send(("stop",))
+                    asked = True
+            if not asked:
+                _signal_worker(w.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for w in workers:
             w.proc.join(timeout=max(0.0, deadline - time.monotonic()))
             if w.proc.is_alive():
-                _signal_worker(pid, signal.SIGKILL)
+                _signal_worker(w.pid, signal.SIGKILL)
                 w.proc.join(timeout=5)
             with contextlib.suppress(OSError):
                 w.conn.close()
-        self._workers.clear()
-        self._timing.clear()
-        self._waiting.clear()
 
+    def cancel(self) -> None:
+        """Stop every worker now (Ctrl-C, an error): runs in flight are lost, finished rows are the caller's."""
+        workers = list(self._workers.values())
+        self._workers.clear()
+        for w in workers:
+            w.ready = False  # no polite request: SIGTERM
+        self._stop(workers)
+
+    def close(self) -> None:
+        """The sweep is over: idle workers exit, any other is stopped."""
+        workers = list(self._workers.values())
+        self._workers.clear()
+        self._stop(workers)
 
 def _signal_worker(pid: int, sig: int) -> bool:
     """Signal a worker's process group (itself and its dataloader processes), or the worker alone while it has not
     made its own group yet (it is still starting). True if delivered."""
-    delivered = False
     for send in (getattr(os, "killpg", None), os.kill):
         if send is None:
             continue
         try:
             send(pid, sig)
-            delivered = True
+            return True
         except OSError:
             continue
-        if sig != signal.SIGCONT:  # SIGCONT goes to both: the worker may have made its group while stopped
-            break
-    return delivered
-
-
-def _stopped(pid: int, timeout: float = 2.0) -> bool:
-    """Wait until a signalled worker has actually stopped (the kernel stops it when it next runs), so that timing
-    never starts beside a process that is still finishing its time slice. True once stopped (or gone)."""
-    try:
-        import psutil
-
-        proc = psutil.Process(pid)
-        deadline = time.monotonic() + timeout
-        while proc.status() not in (psutil.STATUS_STOPPED, psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.001)
-        return True
-    except Exception:  # gone, or no psutil: nothing more to wait for
-        return True
+    return False
 
 
 def _died_row(w: _Worker) -> dict:
@@ -258,74 +287,13 @@ def _died_row(w: _Worker) -> dict:
     how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
     if code == -signal.SIGKILL:
         how += " (SIGKILL: out of memory?)"
+    error = (f"worker process died ({how}) before returning a row; see {w.task.plan.run_dir / 'train.log'}"
+             if w.ready else f"worker process died while starting ({how}); its error went to the sweep's output")
     return {
         **w.task.row,
         "status": "failed",
-        "error": f"worker process died ({how}) before returning a row; see {w.task.plan.run_dir / 'train.log'}",
+        "error": error,
         "node": node_name(),
         "wall_s": time.perf_counter() - w.started,
         "finished_at": now(),
     }
-
-
-# ------------------------------------------------------------------------------------------------ worker process
-def _die_with_parent(parent_pid: int) -> None:
-    """End this worker when the sweep process dies (even by SIGKILL): it must not train on as an orphan, and its
-    run will be trained again on resume."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(Exception):
-            import ctypes
-
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
-        os._exit(1)
-    if not sys.platform.startswith("linux"):  # pragma: no cover - elsewhere: a watchdog thread
-        import threading
-
-        def watch():
-            while os.getppid() == parent_pid:
-                time.sleep(1.0)
-            os._exit(1)
-
-        threading.Thread(target=watch, daemon=True).start()
-
-
-def _pipe_guard(conn):
-    @contextlib.contextmanager
-    def guard():
-        conn.send(("quiet",))
-        msg = conn.recv()
-        try:
-            yield {"speed_concurrent": int(msg[1]) if len(msg) > 1 else 0}
-        finally:
-            conn.send(("loud",))
-
-    return guard
-
-
-def worker_main(task: RunTask, slot: Slot, conn, execute: Callable | None, parent_pid: int) -> None:
-    """Entry point of a local worker process: budget first (torch is not imported yet), then one run."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the workers
-    with contextlib.suppress(OSError):
-        os.setpgid(0, 0)  # its own process group: pausing it pauses its dataloader workers too
-    _die_with_parent(parent_pid)
-    set_budget(slot.threads, slot.cuda_visible)
-    set_speed_guard(_pipe_guard(conn))
-    log = task.plan.run_dir / "train.log"
-    try:
-        with output_to(log):
-            if slot.threads:
-                import torch
-
-                torch.set_num_threads(slot.threads)
-            row = run_task(task, execute)
-    except BaseException as e:  # run_task records failures itself; this is a last resort
-        row = {**task.row, "status": "failed", "error": one_line(e), "node": node_name(), "finished_at": now()}
-    conn.send(("row", _compact(row)))
-    conn.close()
-
-
-def _compact(row: dict, limit: int = 2000) -> dict:
-    """Long text cells shortened, so that a row travels to the parent in one small message."""
-    return {k: (v[: limit - 3] + "..." if isinstance(v, str) and len(v) > limit else v) for k, v in row.items()}

@@ -9,26 +9,23 @@ still pending or running; every finished row is already in ``results.csv``.
 On its node, a task rebuilds everything from the :class:`~yolo_necks.ablation.run.RunTask` alone: a built-in dataset
 from its parameters into that node's cache, a data YAML must be readable at the same path (checked first; the run
 fails with one line naming the node and the path otherwise). Each row records the node (hostname and Ray node id)
-and where the run's weights are (on that node's disk unless the sweep folder is on a shared filesystem). Timing is
-serialised per node (a lock file), and ``speed_concurrent`` records how many other runs of the sweep were training on
-the node meanwhile (Ray cannot pause them).
+and where the run's weights are (on that node's disk unless the sweep folder is on a shared filesystem). Runs do not
+time themselves: after training, the driver (or the node ``timing_node`` names, see :func:`time_on_node`) times every
+arm once, with nothing else of the sweep running.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import math
 import os
-import tempfile
 import time
 from dataclasses import replace
-from pathlib import Path
 from typing import Callable, Iterator
 
 from ..errors import NeckConfigError
 from .executors import TICK_S, Event, Executor
-from .run import RunTask, node_name, now, one_line, output_to, run_task, set_budget, set_speed_guard
+from .run import RunTask, node_name, now, one_line, output_to, run_task, set_budget
 from .spec_types import Execution
 
 FORWARDED_ENV = ("YOLO_NECKS_DATA_DIR", "YOLO_OFFLINE", "YOLO_NECKS_AUTOLOAD")
@@ -100,12 +97,11 @@ class RayExecutor(Executor):
         remote = ray.remote(num_cpus=self.cpus, num_gpus=self.gpus, max_retries=self.execution.max_retries,
                             retry_exceptions=False, max_calls=1)(ray_entry)  # fmt: skip
         queue = list(tasks)
-        sweep_key = hashlib.sha1(str(tasks[0].plan.run_dir.parent).encode()).hexdigest()[:12] if tasks else ""
         try:
             while queue or self._inflight:
                 while queue and len(self._inflight) < self.slots:
                     task = queue.pop(0)
-                    ref = remote.remote(task, self.execute, self.threads, self.gpu, sweep_key)
+                    ref = remote.remote(task, self.execute, self.threads, self.gpu)
                     self._inflight[ref] = (task, time.perf_counter())
                     yield Event("start", task)
                 done, _ = ray.wait(list(self._inflight), num_returns=1, timeout=TICK_S)
@@ -153,39 +149,7 @@ def _ray_error(e: BaseException) -> str:
 
 
 # ----------------------------------------------------------------------------------------------------- on the node
-def _marker_dir(sweep_key: str) -> Path:
-    return Path(tempfile.gettempdir()) / f"yolo-necks-{sweep_key}"
-
-
-def _node_guard(sweep_key: str):
-    """Serialise timing on this node and report how many other runs of the sweep are running here meanwhile."""
-
-    @contextlib.contextmanager
-    def guard():
-        import fcntl
-
-        folder = _marker_dir(sweep_key)
-        folder.mkdir(parents=True, exist_ok=True)
-        with open(folder / "timing.lock", "a+") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                others = [p for p in folder.glob("*.running") if p.stem != str(os.getpid()) and _alive(int(p.stem))]
-                yield {"speed_concurrent": len(others)}
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
-
-    return guard
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-        return True
-    except OSError:
-        return False
-
-
-def ray_entry(task: RunTask, execute: Callable | None, threads: int, gpu: bool, sweep_key: str) -> dict:
+def ray_entry(task: RunTask, execute: Callable | None, threads: int, gpu: bool) -> dict:
     """A Ray task: one run on whichever node Ray chose. Returns the complete row."""
     import ray
 
@@ -198,25 +162,15 @@ def ray_entry(task: RunTask, execute: Callable | None, threads: int, gpu: bool, 
     if gpu and not gpu_ids:
         error = f"node {node_name()}: Ray gave this run no GPU"
         return {**row, "status": "failed", "error": error, "finished_at": now()}
-    folder = _marker_dir(sweep_key)
-    marker = folder / f"{os.getpid()}.running"
+    task = replace(task, row=row, device=device, threads=threads)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        marker.touch()
-        set_speed_guard(_node_guard(sweep_key))
-        task = replace(task, row=row, device=device, threads=threads)
-        try:
-            log = task.plan.run_dir / "train.log"
-            log.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            return {**row, "status": "failed", "finished_at": now(),
-                    "error": f"node {node_name()}: cannot create run folder '{task.plan.run_dir}' ({one_line(e)})"}
-        with output_to(log):
-            return run_task(task, execute)
-    finally:
-        set_speed_guard(None)
-        with contextlib.suppress(OSError):
-            marker.unlink()
+        log = task.plan.run_dir / "train.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        return {**row, "status": "failed", "finished_at": now(),
+                "error": f"node {node_name()}: cannot create run folder '{task.plan.run_dir}' ({one_line(e)})"}
+    with output_to(log):
+        return run_task(task, execute)
 
 
 def find_node(ray, node: str) -> dict:

@@ -110,25 +110,6 @@ def output_to(path: Path) -> Iterator[None]:
                 os.close(fd)
 
 
-# Timing guard: a worker process installs one that asks its parent to pause the other runs on the same device while
-# this run is timed, and yields how many others were still running; in-process it is a no-op.
-_SPEED_GUARD: Callable[[], contextlib.AbstractContextManager] | None = None
-
-
-def set_speed_guard(guard: Callable[[], contextlib.AbstractContextManager] | None) -> None:
-    global _SPEED_GUARD
-    _SPEED_GUARD = guard
-
-
-@contextlib.contextmanager
-def _no_guard() -> Iterator[dict]:
-    yield {"speed_concurrent": 0}
-
-
-def speed_guard() -> contextlib.AbstractContextManager:
-    return (_SPEED_GUARD or _no_guard)()
-
-
 # --------------------------------------------------------------------------------------------------- environment
 def environment(spec: Spec) -> dict[str, str]:
     """Versions and machine of the sweep, recorded in every row (a worker overwrites what differs on its node)."""
@@ -269,6 +250,8 @@ def execute_run(plan: RunPlan, spec: Spec, data: str) -> dict[str, Any]:
 
     t0 = time.perf_counter()
     model = YOLO(str(plan.yaml_path), task="detect")
+    if spec.tracking is None:
+        model.add_callback("on_pretrain_routine_start", without_mlflow)
     model.train(**train_kwargs(plan, spec, data))
     train_s = time.perf_counter() - t0
     trainer = model.trainer
@@ -309,6 +292,16 @@ def execute_run(plan: RunPlan, spec: Spec, data: str) -> dict[str, Any]:
             "epochs_run": epochs_run, "weights": str(best)}  # fmt: skip
 
 
+def without_mlflow(trainer) -> None:
+    """Keep ultralytics' own MLflow callback out of a run of a sweep that does not track (spec key ``mlflow`` off).
+
+    Ultralytics switches that callback on by default once mlflow is installed (its ``mlflow`` setting), and it would
+    then open a run per training in a store next to the working directory: a sweep logs to MLflow only when asked,
+    and then into its own child runs (:mod:`.tracking`)."""
+    for fns in trainer.callbacks.values():
+        fns[:] = [f for f in fns if getattr(f, "__module__", "") != "ultralytics.utils.callbacks.mlflow"]
+
+
 def _cpu_seconds() -> float:
     t = os.times()
     return t.user + t.system + t.children_user + t.children_system
@@ -319,6 +312,8 @@ def run_task(task: RunTask, execute: Callable | None = None) -> dict[str, Any]:
     :func:`execute_run` (same signature); by default the module attribute is looked up at call time."""
     plan = task.plan
     spec = task.spec if task.device is None else replace(task.spec, device=task.device)
+    if task.tracking is None and spec.tracking is not None:  # the sweep could not track: this run is not tracked
+        spec = replace(spec, tracking=None)
     row = {"run_device": spec.device, **task.row, "node": node_name(), "started_at": now()}
     if task.threads:
         row["threads"] = task.threads

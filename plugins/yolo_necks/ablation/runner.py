@@ -2,7 +2,9 @@
 
 Order of work in :func:`run_sweep`:
 
-1. :func:`~yolo_necks.ablation.preparation.prepare`: spec, devices, dataset, every arm built and run forward, batch,
+1. the spec is read; when at least two runs are certain to be pending, the local executor's worker processes start
+   now and import torch and ultralytics while the sweep prepares (:mod:`.factory`);
+   :func:`~yolo_necks.ablation.preparation.prepare`: devices, dataset, every arm built and run forward, batch,
    pretrained checkpoint and its transfer; a bad spec fails here, with one line, before anything trains;
 2. plan the runs seed by seed (:mod:`.plan`), each with its configuration hash;
 3. skip runs whose hash ``results.csv`` records as done (and failed ones unless ``retry_failed``) (:mod:`.store`);
@@ -30,11 +32,11 @@ from typing import Any, Callable
 
 from ..errors import NeckConfigError
 from .executors import Executor
-from .factory import make_executor
+from .factory import make_executor, start_early
 from .plan import RunPlan
 from .preparation import Prepared, prepare, write_inputs  # noqa: F401  (prepare is re-exported)
 from .run import DataRef, RunTask, environment
-from .spec import Spec
+from .spec import Spec, load_spec
 from .store import COLUMNS, RESULTS, ResultsStore, atomic_write, sweep_lock  # noqa: F401  (re-exported)
 from .variants import plain
 
@@ -74,27 +76,37 @@ def run_sweep(
     """
     if isinstance(spec_or_path, Spec) and overrides:
         raise TypeError("run_sweep: overrides cannot be combined with an already-loaded Spec")
-    prep = prepare(spec_or_path, **overrides)
-    spec = prep.spec
+    spec = spec_or_path if isinstance(spec_or_path, Spec) else load_spec(spec_or_path, overrides)
     store = ResultsStore(spec.sweep_dir / RESULTS)
-    if dry_run:
-        _plan_status(prep, prep.plans, store, retry_failed, listing=True)
-        return _frame(store, prep.plans, spec, None, 0)
-    spec.sweep_dir.mkdir(parents=True, exist_ok=True)
-    with sweep_lock(spec.sweep_dir):
-        executor = make_executor(spec.execution, execute)
-        if spec.execution.timing_node:  # a node that is not there fails now, not after training
-            from .ray_executor import find_node
+    # worker processes start importing now when runs are certain to be pending (factory.py); they are stopped if
+    # the sweep does not use them
+    warm = None if dry_run else start_early(spec, len(store.read(warn=False)), execute)
+    try:
+        prep = prepare(spec)
+        if dry_run:
+            _plan_status(prep, prep.plans, store, retry_failed, listing=True)
+            return _frame(store, prep.plans, spec, None, 0)
+        spec.sweep_dir.mkdir(parents=True, exist_ok=True)
+        with sweep_lock(spec.sweep_dir):
+            pending = len(_pending(prep.plans, store, retry_failed))
+            if spec.adaptive is not None:  # seed rounds may follow: each trains every arm
+                pending = max(pending, len(spec.arms))
+            executor = make_executor(spec.execution, execute, pending, warm)
+            if spec.execution.timing_node:  # a node that is not there fails now, not after training
+                from .ray_executor import find_node
 
+                try:
+                    find_node(executor.ray, spec.execution.timing_node)
+                except NeckConfigError as err:
+                    executor.close()
+                    raise NeckConfigError(f"{spec.source}: {err}") from None
             try:
-                find_node(executor.ray, spec.execution.timing_node)
-            except NeckConfigError as e:
+                return _run(prep, store, executor, retry_failed, callbacks)
+            finally:
                 executor.close()
-                raise NeckConfigError(f"{spec.source}: {e}") from None
-        try:
-            return _run(prep, store, executor, retry_failed, callbacks)
-        finally:
-            executor.close()
+    finally:
+        if warm is not None:
+            warm.close()  # nothing left to stop when the sweep used it
 
 
 def _title(spec: Spec) -> str:
@@ -107,10 +119,8 @@ def _plan_status(prep: Prepared, plans: list[RunPlan], store: ResultsStore, retr
     from ultralytics.utils import LOGGER
 
     spec = prep.spec
-    recorded = store.read()
-    done = {r.get("config_hash") for r in recorded if r.get("status") == "ok"}
-    failed = {r.get("config_hash") for r in recorded if r.get("status") not in ("ok", None)} - done
-    pending = [p for p in plans if p.config_hash not in done and (retry_failed or p.config_hash not in failed)]
+    done, failed = _recorded(store)
+    pending = _pending(plans, store, retry_failed, (done, failed))
     n_done = sum(p.config_hash in done for p in plans)
     n_failed = sum(p.config_hash in failed for p in plans)
     again = "to retry" if retry_failed else "skipped; --retry-failed reruns them"
@@ -132,6 +142,21 @@ def _plan_status(prep: Prepared, plans: list[RunPlan], store: ResultsStore, retr
             for name, t in prep.transfer.items():
                 LOGGER.info(f"  pretrained -> {name}: {t.text} tensors; from scratch: {', '.join(t.scratch) or '-'}")
     return pending
+
+
+def _recorded(store: ResultsStore, warn: bool = True) -> tuple[set, set]:
+    """The configuration hashes ``results.csv`` records as done, and as failed (and not done since)."""
+    recorded = store.read(warn=warn)
+    done = {r.get("config_hash") for r in recorded if r.get("status") == "ok"}
+    failed = {r.get("config_hash") for r in recorded if r.get("status") not in ("ok", None)} - done
+    return done, failed
+
+
+def _pending(plans: list[RunPlan], store: ResultsStore, retry_failed: bool,
+             recorded: tuple[set, set] | None = None) -> list[RunPlan]:  # fmt: skip
+    """The planned runs still to do: not done, and not failed unless ``retry_failed``."""
+    done, failed = recorded or _recorded(store, warn=False)
+    return [p for p in plans if p.config_hash not in done and (retry_failed or p.config_hash not in failed)]
 
 
 def _base_row(plan: RunPlan, prep: Prepared, env: dict[str, str], executor: Executor) -> dict[str, Any]:
@@ -289,7 +314,7 @@ def _execute(prep: Prepared, plans: list[RunPlan], store: ResultsStore, executor
                 tracker.record(row)
             ran += 1
             ok = row.get("status") == "ok"
-            seconds = time.perf_counter() - started.pop(key, time.perf_counter())  # worker start-up included
+            seconds = time.perf_counter() - started.pop(key, time.perf_counter())  # from the hand-over to the row
             bar.finished(ok, seconds)
             where = f" on {row['node']}" if executor.name == "ray" and row.get("node") else ""
             status = f"done in {seconds:.0f} s" if ok else f"FAILED ({row.get('error', '')})"
