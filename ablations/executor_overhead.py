@@ -1,6 +1,7 @@
 """Executor overhead: what running a sweep's runs in worker processes (or Ray tasks) costs beyond the training itself.
 
-    python ablations/executor_overhead.py OUT_DIR [--label NAME] [--part overhead|tiny|all] [--ray] [--repeats N]
+    python ablations/executor_overhead.py OUT_DIR [--label NAME] [--part overhead|tiny|smallest|all] [--ray]
+                                              [--repeats N]
 
 Every sweep runs through the CLI (``yolo-necks ablate``) in a fresh process, with its own sweep folder, from a
 scratch working directory, on built-in datasets built once beforehand; wall time and the CPU time of the sweep
@@ -19,6 +20,8 @@ clean measurement).
 * ``tiny``: the default spec's arms sppf, spp, focal and dyca, 1 seed, 3 epochs on ``digits`` with 48 training
   images of 64 px, batch 8 (4 runs), with ``parallel=1``, ``2`` and ``auto``, each ``--repeats`` times, interleaved;
   ``same_as_parallel_1``: every run's metrics and trained weights equal those of the same run with ``parallel=1``.
+* ``smallest``: the overhead spec with one seed (2 runs of about 2 s: the smallest sweep that uses workers), with
+  ``parallel=1`` and ``auto`` alternating, ``--repeats`` times each (``smallest_sweep.csv``).
 """
 
 from __future__ import annotations
@@ -170,11 +173,33 @@ def tiny(work: Path, env: dict, label: str, repeats: int) -> list[dict]:
     return rows
 
 
+def smallest(work: Path, env: dict, label: str, repeats: int) -> list[dict]:
+    """The overhead spec with one seed (2 runs of about 2 s), ``parallel=1`` and ``auto`` alternating."""
+    spec = work / "smallest.yaml"
+    spec.write_text(yaml.safe_dump({**SPEC, "seeds": [0], "project": str(work / "runs")}, sort_keys=False))
+    base = [*cli(), "ablate", str(spec)]
+    timed([*base, "--dry-run"], env, work)  # builds the dataset once
+    rows = []
+    for repeat in range(repeats):
+        for parallel in ("1", "auto"):
+            name = f"smallest-{parallel}-{repeat}"
+            wall, cpu = timed([*base, f"name={name}", f"parallel={parallel}"], env, work)
+            with open(work / "runs" / name / "results.csv", newline="") as f:
+                runs = list(csv.DictReader(f))
+            assert len(runs) == 2 and {r["status"] for r in runs} == {"ok"}, name
+            print(f"{label} smallest parallel={parallel}: wall {wall:.1f} s, cpu {cpu:.1f} s, others {OTHER[-1]} s",
+                  flush=True)  # fmt: skip
+            rows.append({"label": label, "parallel": parallel, "repeat": repeat, "executor": runs[0]["executor"],
+                         "runs": 2, "sweep_wall_s": round(wall, 1), "sweep_core_s": round(cpu, 1),
+                         "others_core_s": OTHER[-1]})  # fmt: skip
+    return rows
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("out", type=Path)
     ap.add_argument("--label", default="current")
-    ap.add_argument("--part", choices=("overhead", "tiny", "all"), default="all")
+    ap.add_argument("--part", choices=("overhead", "tiny", "smallest", "all"), default="all")
     ap.add_argument("--ray", action="store_true", help="also measure the Ray executor (a local Ray instance)")
     ap.add_argument("--repeats", type=int, default=2)
     args = ap.parse_args()
@@ -186,6 +211,8 @@ def main() -> int:
         append(args.out / "executor_overhead.csv", overhead(work, env, args.label, args.ray))
     if args.part in ("tiny", "all"):
         append(args.out / "tiny_sweep.csv", tiny(work, env, args.label, args.repeats))
+    if args.part in ("smallest", "all"):
+        append(args.out / "smallest_sweep.csv", smallest(work, env, args.label, args.repeats))
     shutil.rmtree(work, ignore_errors=True)
     return 0
 

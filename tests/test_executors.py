@@ -2,7 +2,7 @@
 progress bar and the worker slots. Offline, on the CPU.
 
 The bookkeeping tests run the stand-in :func:`ablation_helpers.fake_execute` inside real worker processes and Ray
-tasks (steered through environment variables, which spawned workers inherit); the equality tests train for real on
+tasks (steered through environment variables, which the workers inherit); the equality tests train for real on
 a tiny built-in ``digits`` set (16 images of 64 px, 1 epoch) in fresh processes.
 """
 
@@ -39,7 +39,14 @@ from ablation_helpers import (  # noqa: E402
 from yolo_necks.ablation import runner  # noqa: E402
 from yolo_necks.ablation.executors import SequentialExecutor  # noqa: E402
 from yolo_necks.ablation.factory import make_executor  # noqa: E402
-from yolo_necks.ablation.local_executor import LocalExecutor, Slot, plan_slots  # noqa: E402
+from yolo_necks.ablation.local_executor import (  # noqa: E402
+    START_ENV,
+    LocalExecutor,
+    Slot,
+    fork_hazards,
+    plan_slots,
+    start_method,
+)
 from yolo_necks.ablation.run import DataRef, RunTask  # noqa: E402
 from yolo_necks.ablation.spec import Execution, load_spec  # noqa: E402
 from yolo_necks.errors import NeckConfigError  # noqa: E402
@@ -84,6 +91,43 @@ def test_worker_slots_follow_cores_devices_and_packing():
     ddp = plan_slots(Execution(devices=("0,1", "2,3")), cores=8)
     assert [(s.device, s.cuda_visible) for s in ddp] == [("0,1", "0,1"), ("0,1", "2,3")]
     assert len(plan_slots(Execution(devices=("0", "1"), runs_per_device=4, parallel=3), cores=8)) == 3
+
+
+def test_workers_are_forked_only_where_nothing_forbids_it(monkeypatch):
+    import threading
+    import types
+
+    monkeypatch.delenv(START_ENV, raising=False)
+    monkeypatch.delitem(sys.modules, "mlflow.store.tracking.sqlalchemy_store", raising=False)
+    monkeypatch.delitem(sys.modules, "ray", raising=False)
+    cpu = Slot("cpu", "cpu", None, 1)
+    assert threading.active_count() == 1 and fork_hazards(cpu) == [] and start_method(cpu) == "fork"
+    gpu, threads = fork_hazards(Slot("0", "0", "0", 1)), fork_hazards(Slot("cpu", "cpu", None, 4))
+    assert gpu == ["GPU slot '0': its CUDA_VISIBLE_DEVICES must be set before CUDA starts"]
+    assert threads == ["4 threads per run: OpenMP's thread pool does not survive a fork"]
+    assert start_method(Slot("cpu", "cpu", None, 4)) == "spawn"
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        assert fork_hazards(cpu) == ["1 other Python thread(s) run in this process"] and start_method(cpu) == "spawn"
+    finally:
+        stop.set()
+        other.join()
+    monkeypatch.setitem(sys.modules, "ray", types.SimpleNamespace(is_initialized=lambda: True))
+    monkeypatch.setitem(sys.modules, "mlflow.store.tracking.sqlalchemy_store", types.ModuleType("store"))
+    assert fork_hazards(cpu) == ["this process is connected to Ray",
+                                 "this process may hold MLflow database connections"]
+    # the environment variable decides, whatever the hazards
+    monkeypatch.setenv(START_ENV, "fork")
+    assert start_method(cpu) == "fork"
+    monkeypatch.setitem(sys.modules, "ray", None)
+    monkeypatch.delitem(sys.modules, "mlflow.store.tracking.sqlalchemy_store")
+    monkeypatch.setenv(START_ENV, " Spawn ")
+    assert start_method(cpu) == "spawn"
+    monkeypatch.setenv(START_ENV, "forkserver")
+    with pytest.raises(NeckConfigError, match=r"^YOLO_NECKS_WORKER_START='forkserver': expected auto, fork or spawn$"):
+        start_method(cpu)
 
 
 def test_the_spec_picks_the_executor(rect_data, tmp_path):
@@ -272,13 +316,20 @@ def test_auto_sweeps_use_the_sweep_process_for_one_run_and_the_workers_started_e
     assert read_rows(sweep / "results.csv")[-1]["executor"] == "sequential"
 
 
-def test_a_worker_that_dies_costs_only_its_run_and_the_slot_gets_a_fresh_worker(rect_data, tmp_path, monkeypatch):
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_a_worker_that_dies_costs_only_its_run_and_the_slot_gets_a_fresh_worker(rect_data, tmp_path, monkeypatch,
+                                                                                method):  # fmt: skip
+    monkeypatch.setenv(START_ENV, method)
     monkeypatch.setenv(CRASH_ARMS_ENV, "spp")  # every spp run SIGKILLs the worker training it
     spec = load_spec(tiny_spec(rect_data, tmp_path / "runs", seeds=[0, 1]))
     prep = runner.prepare(spec)
     events = _run_all(LocalExecutor(ONE_SLOT, crash_execute), _tasks(spec, prep))
     assert [e.kind for e in events] == ["start", "end"] * 4
     rows = [e.row for e in events if e.kind == "end"]
+    how = {"fork": "forked from the sweep process", "spawn": "spawned"}[method]
+    for e in events[1::2]:  # the worker's own output reaches the run's log, whatever this process did with its streams
+        head = (e.task.plan.run_dir / "train.log").read_text().splitlines()[0]
+        assert head.startswith("yolo-necks worker process ") and head.endswith(f"in this process ({how})"), head
     assert [(r["arm"], r["seed"], r["status"]) for r in rows] == [
         ("sppf", 0, "ok"), ("spp", 0, "failed"), ("sppf", 1, "ok"), ("spp", 1, "failed")]  # fmt: skip
     assert rows[0]["weights"] != rows[2]["weights"]  # the slot's fresh worker trained the next run
@@ -287,10 +338,24 @@ def test_a_worker_that_dies_costs_only_its_run_and_the_slot_gets_a_fresh_worker(
                                      "returning a row; see ") and "\n" not in r["error"]  # fmt: skip
 
 
-def test_a_worker_that_cannot_start_fails_the_runs_one_by_one_instead_of_restarting_forever(rect_data, tmp_path):
+def _cannot_start():
+    raise RuntimeError("cannot start (simulated)")
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_a_worker_that_cannot_start_fails_the_runs_one_by_one_instead_of_restarting_forever(
+        rect_data, tmp_path, monkeypatch, method):  # fmt: skip
+    from yolo_necks.ablation import worker
+
+    monkeypatch.setenv(START_ENV, method)
     spec = load_spec(tiny_spec(rect_data, tmp_path / "runs"))
     prep = runner.prepare(spec)
-    events = _run_all(LocalExecutor(ONE_SLOT, FailsInWorker()), _tasks(spec, prep))
+    if method == "fork":  # a forked worker inherits this process's modules: its start-up fails
+        monkeypatch.setattr(worker, "_own_standard_streams", _cannot_start)
+        execute = fake_execute
+    else:  # a spawned worker receives its execute pickled: this one cannot be unpickled there
+        execute = FailsInWorker()
+    events = _run_all(LocalExecutor(ONE_SLOT, execute), _tasks(spec, prep))
     assert [e.kind for e in events] == ["start", "end"] * 2
     for e in events[1::2]:
         assert e.row["status"] == "failed"
@@ -506,7 +571,8 @@ def test_executor_ray_without_ray_installed_says_how_to_install(rect_data, tmp_p
 @pytest.fixture(scope="module")
 def three_executors(tmp_path_factory):
     """The same tiny digits sweep (2 arms, 2 seeds, 1 epoch) run one at a time, by 2 local workers (each trains
-    runs one after another), and as Ray tasks, each through the CLI in a fresh process, 1 thread per run."""
+    runs one after another; forked from the sweep process, as the CLI does here, and spawned), and as Ray tasks, each
+    through the CLI in a fresh process, 1 thread per run."""
     root = tmp_path_factory.mktemp("executors")
     spec = {
         "name": "same", "project": str(root / "runs"), "model": "yolov8.yaml", "scale": "n",
@@ -519,7 +585,7 @@ def three_executors(tmp_path_factory):
     path = root / "spec.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     env = {**os.environ, "YOLO_OFFLINE": "1", "YOLO_NECKS_DATA_DIR": str(root / "data"), "PYTHONUNBUFFERED": "1"}
-    variants = {"sequential": ["parallel=1"], "local": ["parallel=2"]}
+    variants = {"sequential": ["parallel=1"], "local": ["parallel=2"], "spawned": ["parallel=2"]}
     try:
         import ray  # noqa: F401
 
@@ -528,8 +594,9 @@ def three_executors(tmp_path_factory):
         pass
     out = {}
     for name, extra in variants.items():
+        start = {START_ENV: "spawn"} if name == "spawned" else {}
         proc = subprocess.run([sys.executable, "-m", "yolo_necks.cli", "ablate", str(path), f"name={name}", *extra],
-                              capture_output=True, text=True, timeout=900, env=env)  # fmt: skip
+                              capture_output=True, text=True, timeout=900, env={**env, **start})  # fmt: skip
         assert proc.returncode == 0, f"{name}: {proc.stderr[-3000:]}"
         out[name] = {r["config_hash"]: r for r in read_rows(root / "runs" / name / "results.csv")}
     return out
@@ -541,19 +608,20 @@ def test_metrics_and_weights_do_not_depend_on_the_executor(three_executors):
 
     seq = three_executors["sequential"]
     assert len(seq) == 4 and {r["status"] for r in seq.values()} == {"ok"}
-    # the local workers started once: at most 2 processes trained the 4 runs, one after another
-    heads = [Path(r["run_dir"], "train.log").read_text(errors="replace").splitlines()[0].split()
-             for r in three_executors["local"].values()]  # fmt: skip
-    assert all(h[:3] == ["yolo-necks", "worker", "process"] for h in heads), heads
-    runs = {}
-    for h in heads:
-        runs.setdefault(h[3], []).append(int(h[5]))
-    assert 1 <= len(runs) <= 2 and sorted(n for ns in runs.values() for n in ns if n > 1), runs
-    assert all(sorted(ns) == list(range(1, len(ns) + 1)) for ns in runs.values()), runs
+    for name, how in (("local", "(forked from the sweep process)"), ("spawned", "(spawned)")):
+        # the local workers started once: at most 2 processes trained the 4 runs, one after another
+        heads = [Path(r["run_dir"], "train.log").read_text(errors="replace").splitlines()[0]
+                 for r in three_executors[name].values()]  # fmt: skip
+        assert all(h.startswith("yolo-necks worker process ") and h.endswith(how) for h in heads), heads
+        runs = {}
+        for h in heads:
+            runs.setdefault(h.split()[3], []).append(int(h.split()[5]))
+        assert 1 <= len(runs) <= 2 and sorted(n for ns in runs.values() for n in ns if n > 1), runs
+        assert all(sorted(ns) == list(range(1, len(ns) + 1)) for ns in runs.values()), runs
     for name, rows in three_executors.items():
         assert set(rows) == set(seq), name  # same runs, same configuration hashes
         for h, r in rows.items():
-            assert r["executor"] == name and r["threads"] == "1"
+            assert r["executor"] == {"spawned": "local"}.get(name, name) and r["threads"] == "1"
             for col in ("map50", "map50_95", "precision", "recall", "params", "gflops", "epochs_run"):
                 assert r[col] == seq[h][col], (name, r["arm"], col)  # bit-identical (same text in the CSV)
             mine = torch.load(r["weights"], map_location="cpu", weights_only=False)["model"].float().state_dict()

@@ -9,8 +9,10 @@ memory; GPU: devices x ``runs_per_device``):
 * two or more: that many worker processes, one per slot, each training its runs one after another.
 
 The workers start as soon as the spec is read when at least two runs are certain to be pending (runs planned minus
-rows already in ``results.csv``), so that their start-up (importing torch and ultralytics: seconds of a core each)
-overlaps the sweep's own preparation (dataset, every arm built and checked); otherwise once the runs are planned.
+rows already in ``results.csv``): a forked worker (a CPU slot of one thread, see
+:func:`~yolo_necks.ablation.local_executor.start_method`) then shares the imports the sweep process has made and runs
+nothing of the sweep's preparation, and a spawned one's start-up (importing torch and ultralytics: seconds of a core)
+overlaps that preparation (dataset, every arm built and checked); otherwise they start once the runs are planned.
 An explicit ``parallel=N`` (N >= 2) always uses worker processes, never more than there are runs to do;
 ``parallel=1`` never does.
 """

@@ -1,12 +1,17 @@
 """The local executor: runs in worker processes on this machine, several at once.
 
-Each slot (see :func:`plan_slots`) has one *spawned* worker process (:mod:`.worker`), with the slot's thread budget
-(``OMP_NUM_THREADS`` and friends) and GPUs (``CUDA_VISIBLE_DEVICES``) set before torch starts; it imports torch and
-ultralytics once and trains the slot's runs one after another, each from the same process state
-(:mod:`.isolation`), each run's output in its own ``train.log``. A worker that dies (killed, out of memory) costs
-only the run it was training: that run is recorded as failed and the slot gets a fresh worker. Workers die with the
-sweep process, even when it is killed with SIGKILL. Runs do not time themselves: the sweep times every arm once
-after training, with nothing else of the sweep running (:mod:`.arm_speed`).
+Each slot (see :func:`plan_slots`) has one worker process (:mod:`.worker`) that trains the slot's runs one after
+another, each from the same process state (:mod:`.isolation`), each run's output in its own ``train.log``. How a
+worker starts (:func:`start_method`): *forked* from the sweep process where that is safe (a CPU slot of one thread,
+nothing in this process a child must not share: see :func:`fork_hazards`), so it starts with the imports the sweep
+process has made already (torch, ultralytics) at no cost; otherwise *spawned*, with the slot's thread budget
+(``OMP_NUM_THREADS`` and friends) and GPUs (``CUDA_VISIBLE_DEVICES``) set before torch starts, importing torch and
+ultralytics once (seconds of a core). ``YOLO_NECKS_WORKER_START=spawn`` (or ``fork``) overrides the choice.
+
+A worker that dies (killed, out of memory) costs only the run it was training: that run is recorded as failed and the
+slot gets a fresh worker. Workers die with the sweep process, even when it is killed with SIGKILL. Runs do not time
+themselves: the sweep times every arm once after training, with nothing else of the sweep running
+(:mod:`.arm_speed`).
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ import contextlib
 import math
 import os
 import signal
+import sys
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field, replace
@@ -27,6 +34,7 @@ from .spec_types import Execution
 from .worker import worker_main
 
 EST_RUN_MEMORY = 2.5 * 2**30  # resident memory of one small training run (bytes), for parallel=auto on a CPU
+START_ENV = "YOLO_NECKS_WORKER_START"  # auto (default), fork or spawn: how worker processes start
 
 
 @dataclass(frozen=True)
@@ -84,6 +92,47 @@ def plan_slots(execution: Execution, cores: int | None = None, memory: float | N
     return slots
 
 
+def fork_hazards(slot: Slot) -> list[str]:
+    """Why a worker for ``slot`` must not be forked from this process now; empty when it may be.
+
+    A forked child shares what the sweep process has imported, and also what it must not share: CUDA (it cannot be
+    used in a forked child, and ``CUDA_VISIBLE_DEVICES`` must be set before it starts), GNU OpenMP's thread pool (a
+    child forked after its parent ran parallel regions hangs in its own; a one-thread worker never enters one),
+    locks other threads hold at the fork (they stay held in the child), Ray's connections and MLflow's database
+    connections (SQLite's must never cross a fork)."""
+    import multiprocessing as mp
+
+    why = []
+    if not sys.platform.startswith("linux") or "fork" not in mp.get_all_start_methods():
+        why.append("workers are forked on Linux only")
+    if slot.group != "cpu" or slot.cuda_visible is not None:
+        why.append(f"GPU slot {slot.group!r}: its CUDA_VISIBLE_DEVICES must be set before CUDA starts")
+    if slot.threads != 1:
+        why.append(f"{slot.threads} threads per run: OpenMP's thread pool does not survive a fork")
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():
+        why.append("CUDA is initialized in this process")
+    if threading.active_count() > 1:
+        why.append(f"{threading.active_count() - 1} other Python thread(s) run in this process")
+    ray = sys.modules.get("ray")
+    if ray is not None and getattr(ray, "is_initialized", lambda: False)():
+        why.append("this process is connected to Ray")
+    if "mlflow.store.tracking.sqlalchemy_store" in sys.modules:
+        why.append("this process may hold MLflow database connections")
+    return why
+
+
+def start_method(slot: Slot) -> str:
+    """'fork' or 'spawn': how the worker for ``slot`` starts (``YOLO_NECKS_WORKER_START``: auto, fork or spawn;
+    auto forks when :func:`fork_hazards` finds nothing)."""
+    wanted = os.environ.get(START_ENV, "").strip().lower() or "auto"
+    if wanted not in ("auto", "fork", "spawn"):
+        raise NeckConfigError(f"{START_ENV}={wanted!r}: expected auto, fork or spawn")
+    if wanted != "auto":
+        return wanted
+    return "spawn" if fork_hazards(slot) else "fork"
+
+
 @dataclass
 class _Worker:
     """A slot's worker process as the sweep process sees it: starting (not ``ready``), idle, or running ``task``."""
@@ -92,6 +141,7 @@ class _Worker:
     conn: Any
     index: int  # its slot
     slot: Slot
+    method: str = "spawn"  # how it started: fork or spawn
     ready: bool = False  # it said "ready" (its imports are done) at some point
     task: RunTask | None = None
     started: float = field(default_factory=time.perf_counter)  # when its current run began (or the process)
@@ -118,8 +168,9 @@ class LocalExecutor(Executor):
         s = self.slot_list[0]
         used = self.slot_list[: self.slots]
         where = "cpu" if s.group == "cpu" else "GPU " + ", ".join(dict.fromkeys(x.group for x in used))
-        return (f"{self.slots} worker process(es) at once on {where}, {s.threads} thread(s) each; each worker trains "
-                "its runs one after another")  # fmt: skip
+        how = {"fork": "forked from this process", "spawn": "spawned"}[start_method(s)]
+        return (f"{self.slots} worker process(es) at once on {where}, {s.threads} thread(s) each, {how}; each worker "
+                "trains its runs one after another")  # fmt: skip
 
     # workers -------------------------------------------------------------------------------------------------
     def start(self, count: int | None = None) -> None:
@@ -142,14 +193,15 @@ class LocalExecutor(Executor):
     def _spawn(self, index: int) -> _Worker:
         import multiprocessing as mp
 
-        ctx = mp.get_context("spawn")
         slot = self.slot_list[index]
+        method = start_method(slot)
+        ctx = mp.get_context(method)
         parent_conn, child_conn = ctx.Pipe()
-        proc = ctx.Process(target=worker_main, args=(slot, child_conn, self.execute, os.getpid()),
+        proc = ctx.Process(target=worker_main, args=(slot, child_conn, self.execute, os.getpid(), method),
                            name=f"yolo-necks worker {index}")  # fmt: skip
         proc.start()
         child_conn.close()
-        w = self._workers[index] = _Worker(proc, parent_conn, index, slot)
+        w = self._workers[index] = _Worker(proc, parent_conn, index, slot, method)
         return w
 
     def _assign(self, task: RunTask, slot: Slot) -> RunTask:

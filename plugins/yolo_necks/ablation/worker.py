@@ -1,11 +1,14 @@
 """The worker process of the local executor: started once per slot, it trains the slot's runs one after another.
 
-Start-up, in this order: Ctrl-C ignored (the sweep process handles it and stops the workers), a process group of its
-own (stopping the group stops its dataloader workers too), death with the sweep process (``PR_SET_PDEATHSIG``), the
-slot's thread budget and GPUs (before torch starts), then the imports every run needs (:func:`preload`: torch,
-ultralytics, its trainer and validator, the integrations the ultralytics settings switch on, the block registry),
-which a fresh process per run used to pay in every run. Then it captures the process state every run starts from
-(:class:`~yolo_necks.ablation.isolation.ProcessState`), says ``ready`` and serves runs until told to stop.
+Start-up, in this order: Ctrl-C ignored (the sweep process handles it and stops the workers), SIGTERM and SIGHUP
+back to their defaults (a forked worker inherits the sweep process's handlers), a process group of its own
+(stopping the group stops its dataloader workers too), death with the sweep process (``PR_SET_PDEATHSIG``), the
+slot's thread budget and GPUs (before torch starts in a spawned worker; a forked one shares the sweep process's
+torch and sets its thread count), then the imports every run needs (:func:`preload`: torch, ultralytics, its trainer
+and validator, the integrations the ultralytics settings switch on, the block registry; in a forked worker most are
+there already), which a fresh process per run used to pay in every run. Then it captures the process state every
+run starts from (:class:`~yolo_necks.ablation.isolation.ProcessState`), says ``ready`` and serves runs until told to
+stop.
 
 Messages (one pipe per worker)::
 
@@ -86,12 +89,36 @@ def preload() -> None:
         yolo_necks.register()
 
 
+def _own_standard_streams() -> None:
+    """``sys.stdout`` and ``sys.stderr`` on file descriptors 1 and 2, where each run's output is sent, and so the
+    logging handlers that wrote to the streams they replace: a forked worker inherits whatever the sweep process had
+    put in their place (a test runner's capture, say). A spawned worker has them already."""
+    import io
+    import logging
+
+    for fd, name in ((1, "stdout"), (2, "stderr")):
+        old = getattr(sys, name)
+        with contextlib.suppress(AttributeError, OSError, ValueError, io.UnsupportedOperation):
+            if old.fileno() == fd:
+                continue
+        new = open(fd, "w", encoding="utf-8", errors="replace", buffering=1, closefd=False)  # noqa: SIM115
+        setattr(sys, name, new)
+        loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+        for handler in (h for lg in loggers for h in getattr(lg, "handlers", ())):
+            if isinstance(handler, logging.StreamHandler) and handler.stream is old:
+                handler.setStream(new)
+
+
 def _start(slot, parent_pid: int) -> str:
     """Everything before the first run; returns what it printed (it goes to the first run's log)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the workers
+    for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):  # stopping a worker ends it, forked or not
+        if sig is not None:
+            signal.signal(sig, signal.SIG_DFL)
     with contextlib.suppress(OSError):
         os.setpgid(0, 0)  # its own process group: pausing it pauses its dataloader workers too
     _die_with_parent(parent_pid)
+    _own_standard_streams()
     set_budget(slot.threads, slot.cuda_visible)
     fd, path = tempfile.mkstemp(prefix="yolo-necks-worker-", suffix=".log")
     os.close(fd)
@@ -114,9 +141,11 @@ def _start(slot, parent_pid: int) -> str:
     return text
 
 
-def worker_main(slot, conn, execute: Callable | None, parent_pid: int) -> None:
-    """Entry point of a local worker process (see the module docstring)."""
+def worker_main(slot, conn, execute: Callable | None, parent_pid: int, method: str = "spawn") -> None:
+    """Entry point of a local worker process (see the module docstring); ``method``: how it was started (fork or
+    spawn), said in each run's log."""
     startup = _start(slot, parent_pid)
+    how = {"fork": "forked from the sweep process", "spawn": "spawned"}.get(method, method)
     clean = ProcessState.capture()
     conn.send(("ready",))
     runs = 0
@@ -132,7 +161,7 @@ def worker_main(slot, conn, execute: Callable | None, parent_pid: int) -> None:
         try:
             runs += 1
             with output_to(task.plan.run_dir / "train.log"):
-                print(f"yolo-necks worker process {os.getpid()}: run {runs} in this process", flush=True)
+                print(f"yolo-necks worker process {os.getpid()}: run {runs} in this process ({how})", flush=True)
                 if startup:
                     print(f"output of its start-up:\n{startup}", flush=True)
                     startup = ""
