@@ -125,6 +125,12 @@ def test_workers_are_forked_only_where_nothing_forbids_it(monkeypatch):
     monkeypatch.delitem(sys.modules, "mlflow.store.tracking.sqlalchemy_store")
     monkeypatch.setenv(START_ENV, " Spawn ")
     assert start_method(cpu) == "spawn"
+    monkeypatch.setattr("multiprocessing.get_all_start_methods", lambda: ["spawn"])  # as on Windows
+    assert "workers are forked on Linux only" in fork_hazards(cpu)
+    monkeypatch.setenv(START_ENV, "fork")
+    with pytest.raises(NeckConfigError, match=r"^YOLO_NECKS_WORKER_START=fork: this platform cannot fork processes"):
+        start_method(cpu)
+    monkeypatch.undo()
     monkeypatch.setenv(START_ENV, "forkserver")
     with pytest.raises(NeckConfigError, match=r"^YOLO_NECKS_WORKER_START='forkserver': expected auto, fork or spawn$"):
         start_method(cpu)

@@ -174,7 +174,7 @@ def mutants(draw) -> tuple[dict, list[str], int | None]:
     return d, draw(mutations(d)), draw(st.sampled_from([None, 2]))
 
 
-@settings(max_examples=400, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=250, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
 @given(case=mutants())
 def test_mutated_yamls_build_or_give_one_line_error(case):
     d, done, nc = case

@@ -128,6 +128,11 @@ def start_method(slot: Slot) -> str:
     wanted = os.environ.get(START_ENV, "").strip().lower() or "auto"
     if wanted not in ("auto", "fork", "spawn"):
         raise NeckConfigError(f"{START_ENV}={wanted!r}: expected auto, fork or spawn")
+    if wanted == "fork":
+        import multiprocessing as mp
+
+        if "fork" not in mp.get_all_start_methods():
+            raise NeckConfigError(f"{START_ENV}=fork: this platform cannot fork processes; use auto or spawn")
     if wanted != "auto":
         return wanted
     return "spawn" if fork_hazards(slot) else "fork"
