@@ -100,20 +100,26 @@ def test_workers_are_forked_only_where_nothing_forbids_it(monkeypatch):
     monkeypatch.delenv(START_ENV, raising=False)
     monkeypatch.delitem(sys.modules, "mlflow.store.tracking.sqlalchemy_store", raising=False)
     monkeypatch.delitem(sys.modules, "ray", raising=False)
+    real_count = threading.active_count
+    monkeypatch.setattr(threading, "active_count", lambda: 1)  # a sweep process without other threads
     cpu = Slot("cpu", "cpu", None, 1)
-    assert threading.active_count() == 1 and fork_hazards(cpu) == [] and start_method(cpu) == "fork"
+    assert fork_hazards(cpu) == [] and start_method(cpu) == "fork"
     gpu, threads = fork_hazards(Slot("0", "0", "0", 1)), fork_hazards(Slot("cpu", "cpu", None, 4))
     assert gpu == ["GPU slot '0': its CUDA_VISIBLE_DEVICES must be set before CUDA starts"]
     assert threads == ["4 threads per run: OpenMP's thread pool does not survive a fork"]
     assert start_method(Slot("cpu", "cpu", None, 4)) == "spawn"
+    monkeypatch.setattr(threading, "active_count", real_count)
     stop = threading.Event()
     other = threading.Thread(target=stop.wait)
     other.start()
     try:
-        assert fork_hazards(cpu) == ["1 other Python thread(s) run in this process"] and start_method(cpu) == "spawn"
+        others = threading.active_count() - 1
+        assert fork_hazards(cpu) == [f"{others} other Python thread(s) run in this process"]
+        assert start_method(cpu) == "spawn"
     finally:
         stop.set()
         other.join()
+    monkeypatch.setattr(threading, "active_count", lambda: 1)
     monkeypatch.setitem(sys.modules, "ray", types.SimpleNamespace(is_initialized=lambda: True))
     monkeypatch.setitem(sys.modules, "mlflow.store.tracking.sqlalchemy_store", types.ModuleType("store"))
     assert fork_hazards(cpu) == ["this process is connected to Ray",
