@@ -47,10 +47,10 @@ SPEC = {
     "data": "digits", "data_params": {"n_train": 16, "n_val": 8, "imgsz": 64}, "epochs": 1, "imgsz": 64, "batch": 4,
     "seeds": [0, 1, 2, 3], "device": "cpu", "workers": 0, "threads_per_run": 1,
     "speed": {"warmup": 1, "repeats": 100, "throughput_batch": 2, "throughput_repeats": 2},
-}  # fmt: skip
+}
 VARIANTS = {"sequential": ["parallel=1"], "local": ["parallel=2"], "ray": ["executor=ray", "ray_address=local"]}
 TINY = ["arms=sppf,spp,focal,dyca", "seeds=[0]", "epochs=3", "data_params={'n_train': 48, 'n_val': 16, 'imgsz': 64}",
-        "imgsz=64", "batch=8", "workers=0"]  # fmt: skip
+        "imgsz=64", "batch=8", "workers=0"]
 
 
 def cli() -> list[str]:
@@ -112,7 +112,7 @@ def overhead(work: Path, env: dict, label: str, ray: bool) -> list[dict]:
             assert len(runs) == 2 * seeds and {r["status"] for r in runs} == {"ok"}, name
             measured[name, seeds] = (wall, cpu, runs, OTHER[-1])
             print(f"{label} {name} {2 * seeds} runs: wall {wall:.1f} s, cpu {cpu:.1f} s, others {OTHER[-1]} s",
-                  flush=True)  # fmt: skip
+                  flush=True)
     rows = []
     seq_marginal = (measured["sequential", 8][1] - measured["sequential", 4][1]) / 8
     seq_fixed = measured["sequential", 4][1] - 8 * seq_marginal
@@ -127,7 +127,7 @@ def overhead(work: Path, env: dict, label: str, ray: bool) -> list[dict]:
             "marginal_core_s_per_run": round(marginal, 2),
             "overhead_core_s_per_run": round(marginal - seq_marginal, 2),
             "fixed_core_s": round(measured[name, 4][1] - 8 * marginal - seq_fixed, 1), "others_core_s": other,
-        })  # fmt: skip
+        })
     return rows
 
 
@@ -167,9 +167,9 @@ def tiny(work: Path, env: dict, label: str, repeats: int) -> list[dict]:
             rows.append({"label": label, "parallel": parallel, "repeat": rep, "executor": runs[0]["executor"],
                          "runs": len(runs), "sweep_wall_s": round(wall, 1), "sweep_core_s": round(cpu, 1),
                          "mean_run_s_inside": round(sum(float(r["wall_s"]) for r in runs) / len(runs), 2),
-                         "same_as_parallel_1": same, "others_core_s": OTHER[-1]})  # fmt: skip
+                         "same_as_parallel_1": same, "others_core_s": OTHER[-1]})
             print(f"{label} tiny parallel={parallel}: wall {wall:.1f} s, cpu {cpu:.1f} s, others {OTHER[-1]} s",
-                  flush=True)  # fmt: skip
+                  flush=True)
     return rows
 
 
@@ -188,10 +188,10 @@ def smallest(work: Path, env: dict, label: str, repeats: int) -> list[dict]:
                 runs = list(csv.DictReader(f))
             assert len(runs) == 2 and {r["status"] for r in runs} == {"ok"}, name
             print(f"{label} smallest parallel={parallel}: wall {wall:.1f} s, cpu {cpu:.1f} s, others {OTHER[-1]} s",
-                  flush=True)  # fmt: skip
+                  flush=True)
             rows.append({"label": label, "parallel": parallel, "repeat": repeat, "executor": runs[0]["executor"],
                          "runs": 2, "sweep_wall_s": round(wall, 1), "sweep_core_s": round(cpu, 1),
-                         "others_core_s": OTHER[-1]})  # fmt: skip
+                         "others_core_s": OTHER[-1]})
     return rows
 
 

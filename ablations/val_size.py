@@ -31,19 +31,19 @@ def validate(weights: str, data: str, imgsz: int, batch: int) -> dict:
     """mAP50-95, its bootstrap SE and the CPU seconds of one validation, as the harness validates a run."""
     from ultralytics import YOLO
 
-    from yolo_necks.ablation import valnoise
+    from yolo_necks.ablation.execute import valnoise
 
     model = YOLO(weights, task="detect")
     capture = valnoise.ValCapture()
     model.add_callback("on_val_batch_end", capture)
     c0 = time.process_time()
     metrics = model.val(data=data, split="val", imgsz=imgsz, batch=batch, device="cpu", workers=0, plots=False,
-                        verbose=False)  # fmt: skip
+                        verbose=False)
     cpu = time.process_time() - c0
     noise = valnoise.bootstrap(capture)
     names = hashlib.sha256("\n".join(capture.names).encode()).hexdigest()[:12]
     return {"map50_95": float(metrics.box.map), "map50_95_se": noise["map50_95_se"], "val_cpu_s": cpu,
-            "names": names, "n_images": len(capture.images), "replicates": noise.get("replicates")}  # fmt: skip
+            "names": names, "n_images": len(capture.images), "replicates": noise.get("replicates")}
 
 
 def main() -> int:
@@ -57,7 +57,7 @@ def main() -> int:
 
     import yaml
 
-    from yolo_necks.ablation.tdist import seeds_needed
+    from yolo_necks.ablation.analyse.tdist import seeds_needed
     from yolo_necks.datasets import resolve_data
 
     import torch
@@ -79,7 +79,7 @@ def main() -> int:
         reps[(r["arm"], int(r["seed"]))] = (a.pop("replicates"), b.pop("replicates"))
         rows.append({"arm": r["arm"], "seed": int(r["seed"]), "baseline": bool(r["baseline"]),
                      "train_cpu_s": float(r["cpu_s"]) - a["val_cpu_s"],
-                     **{f"{k}_48": v for k, v in a.items()}, **{f"{k}_192": v for k, v in b.items()}})  # fmt: skip
+                     **{f"{k}_48": v for k, v in a.items()}, **{f"{k}_192": v for k, v in b.items()}})
     df = pd.DataFrame(rows)
     df.to_csv(out / "val_size.csv", index=False)
     assert (df["n_images_48"] == 48).all() and (df["n_images_192"] == 192).all()
@@ -90,7 +90,7 @@ def main() -> int:
              f"Every finished run of `{args.sweep.name}` validated on its 48-image val split and on a 192-image one "
              "(whose first 48 scenes are the 48), with the same trained weights.", "",
              "| arm | SD Δ mAP50-95 (48) | val share (48) | seeds ±0.02 (48) | SD Δ (192) | val share (192) | "
-             "seeds ±0.02 (192) |", "|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+             "seeds ±0.02 (192) |", "|---|---:|---:|---:|---:|---:|---:|"]
     need = {48: {}, 192: {}}
     for arm in dict.fromkeys(df["arm"]):
         if arm == base:
@@ -99,9 +99,9 @@ def main() -> int:
         for n in (48, 192):
             col = 0 if n == 48 else 1
             pairs = [(s, reps[(arm, s)][col], reps[(base, s)][col]) for s in df[df["arm"] == arm]["seed"]
-                     if (base, s) in reps]  # fmt: skip
+                     if (base, s) in reps]
             d = [df[(df["arm"] == arm) & (df["seed"] == s)][f"map50_95_{n}"].iloc[0]
-                 - df[(df["arm"] == base) & (df["seed"] == s)][f"map50_95_{n}"].iloc[0] for s, _, _ in pairs]  # fmt: skip
+                 - df[(df["arm"] == base) & (df["seed"] == s)][f"map50_95_{n}"].iloc[0] for s, _, _ in pairs]
             sd = pd.Series(d).std(ddof=1)
             val_var = sum(float(((a[:, 1] - b[:, 1])).var(ddof=1)) for _, a, b in pairs) / len(pairs)
             need[n][arm] = seeds_needed(sd, TARGET)
@@ -109,12 +109,12 @@ def main() -> int:
         lines.append("| " + " | ".join(cells) + " |")
     train = df["train_cpu_s"].mean()
     lines += ["", "CPU time to a ±0.02 decision on every arm with per-arm adaptive seeds (each arm's seeds plus the "
-              "baseline's, at the mean CPU seconds per run measured here):", ""]  # fmt: skip
+              "baseline's, at the mean CPU seconds per run measured here):", ""]
     for n in (48, 192):
         per_run = train + df[f"val_cpu_s_{n}"].mean()
         runs = sum(need[n].values()) + max(need[n].values())
         lines.append(f"- {n} val images: {runs} runs x {per_run:.1f} CPU-s (training {train:.1f} + validation "
-                     f"{df[f'val_cpu_s_{n}'].mean():.1f}) = {runs * per_run / 60:.1f} CPU-min")  # fmt: skip
+                     f"{df[f'val_cpu_s_{n}'].mean():.1f}) = {runs * per_run / 60:.1f} CPU-min")
     (out / "val_size.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -26,7 +26,7 @@ COLOURS = [(230, 40, 40), (40, 230, 40), (40, 40, 230)]
 
 
 def make_tiny_dataset(root: str | Path, n_train: int = 8, n_val: int = 4, imgsz: int = 64, nc: int = 2,
-                      seed: int = 0) -> str:  # fmt: skip
+                      seed: int = 0) -> str:
     """Coloured rectangles on dark backgrounds in the YOLO layout; returns the data YAML path."""
     root = Path(root)
     rng = random.Random(seed)
@@ -46,7 +46,7 @@ def make_tiny_dataset(root: str | Path, n_train: int = 8, n_val: int = 4, imgsz:
             im.save(root / "images" / split / f"{i:03d}.png")
             (root / "labels" / split / f"{i:03d}.txt").write_text("\n".join(lines) + "\n")
     data = {"path": str(root.resolve()), "train": "images/train", "val": "images/val",
-            "names": {k: f"c{k}" for k in range(nc)}}  # fmt: skip
+            "names": {k: f"c{k}" for k in range(nc)}}
     (root / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     return str(root / "data.yaml")
 
@@ -209,7 +209,7 @@ def process_probe() -> dict:
     return {
         "threads": torch.get_num_threads(),
         "deterministic": [torch.are_deterministic_algorithms_enabled(),
-                          torch.is_deterministic_algorithms_warn_only_enabled()],  # fmt: skip
+                          torch.is_deterministic_algorithms_warn_only_enabled()],
         "cudnn": [torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic, torch.backends.cudnn.enabled],
         "matmul_precision": torch.get_float32_matmul_precision(),
         "dtype": str(torch.get_default_dtype()),
@@ -231,7 +231,7 @@ def process_probe() -> dict:
 
 
 def perturb_process_state(scratch: Path, with_mlflow: bool = False):
-    """Change process-wide state as a careless run could (see :mod:`yolo_necks.ablation.isolation`); returns the
+    """Change process-wide state as a careless run could (see :mod:`yolo_necks.ablation.execute.isolation`); returns the
     child process it leaves running."""
     import io
     import logging
@@ -279,7 +279,7 @@ def leaky_execute(plan, spec, data):
     """Real training (``run.execute_run``) that also reports the state its process was in when it started
     (``probe``) and its process id; a run whose folder ends in ``-leak`` trains nothing and leaves the process
     perturbed instead (:func:`perturb_process_state`), reporting the perturbed state."""
-    from yolo_necks.ablation import run
+    from yolo_necks.ablation.execute import run
 
     if plan.run_dir.name.endswith("-leak"):
         scratch = plan.run_dir / "scratch"
@@ -329,7 +329,8 @@ def _kill_at_run(n: int, spec: str) -> int:
     """A sweep with patched training that SIGKILLs its own process when its ``n``-th run starts."""
     from unittest import mock
 
-    from yolo_necks.ablation import run, runner
+    from yolo_necks.ablation.execute import run
+    from yolo_necks.ablation import runner
 
     with mock.patch.object(run, "execute_run", FakeTraining()):
         runner.run_sweep(spec, callbacks={"on_run_start": _kill_on_call(n)})

@@ -22,24 +22,28 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ablation_helpers import FakeTraining, tiny_spec, write_spec  # noqa: E402
 
-from yolo_necks.ablation import run as run_module  # noqa: E402
+from yolo_necks.ablation.execute import run as run_module  # noqa: E402
 from yolo_necks.ablation import runner  # noqa: E402
+from yolo_necks.ablation.prepare.prepare import prepare  # noqa: E402
+from yolo_necks.ablation.records.store import ResultsStore, sweep_lock  # noqa: E402
 from yolo_necks.ablation.cli import ablate_help  # noqa: E402
-from yolo_necks.ablation.compare import compare  # noqa: E402
-from yolo_necks.ablation.keys import DEFAULT_SPEC, KEYS  # noqa: E402
-from yolo_necks.ablation.overrides import parse_overrides  # noqa: E402
-from yolo_necks.ablation.spec import load_spec  # noqa: E402
-from yolo_necks.ablation.stats import paired_delta, summarize  # noqa: E402
-from yolo_necks.ablation.tdist import t_ppf  # noqa: E402
+from yolo_necks.ablation.analyse.compare import compare  # noqa: E402
+from yolo_necks.ablation.spec.keys import DEFAULT_SPEC, KEYS  # noqa: E402
+from yolo_necks.ablation.spec.overrides import parse_overrides  # noqa: E402
+from yolo_necks.ablation.spec.load import load_spec  # noqa: E402
+from yolo_necks.ablation.analyse.stats import paired_delta, summarize  # noqa: E402
+from yolo_necks.ablation.analyse.tdist import t_ppf  # noqa: E402
 from yolo_necks.cli import main as cli_main  # noqa: E402
 from yolo_necks.errors import NeckConfigError  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 REQUIRED_COLUMNS = (
-    "sweep arm block seed status error params gflops map50 map50_95 precision recall epochs train_s latency_ms "
-    "latency_p90_ms throughput_ips imgsz batch device torch ultralytics yolo_necks git_commit config_hash run_dir "
-    "speed_device speed_dtype speed_repeats speed_warmup throughput_batch reduced"
+    "sweep arm block seed status error params gflops map50 map50_95 precision recall epochs train_s imgsz batch "
+    "device torch ultralytics yolo_necks git_commit config_hash run_dir reduced"
 ).split()
+# timed once per arm into speed.csv: results.csv has no per-run speed column (older files keep theirs)
+SPEED_COLUMNS = ("latency_ms latency_p90_ms latency_std_ms throughput_ips speed_device speed_device_name speed_dtype "
+                 "speed_repeats speed_warmup throughput_batch throughput_repeats speed_threads speed_concurrent").split()
 
 
 def read_rows(path) -> list[dict]:
@@ -76,11 +80,11 @@ def test_summary_pairs_by_seed_and_excludes_failed_runs():
     rows = []
     for seed, (b, a) in enumerate([(0.40, 0.43), (0.50, 0.52), (0.45, 0.49)]):
         rows.append({"sweep": "s", "arm": "base", "block": "SPPF", "baseline": True, "seed": seed, "status": "ok",
-                     "map50_95": b})  # fmt: skip
+                     "map50_95": b})
         rows.append({"sweep": "s", "arm": "new", "block": "X", "baseline": False, "seed": seed, "status": "ok",
-                     "map50_95": a})  # fmt: skip
+                     "map50_95": a})
     rows.append({"sweep": "s", "arm": "bad", "block": "Y", "baseline": False, "seed": 0, "status": "failed",
-                 "map50_95": 0.99})  # fmt: skip
+                 "map50_95": 0.99})
     s = summarize(pd.DataFrame(rows)).set_index("arm")
     assert s.loc["new", "map50_95_delta"] == pytest.approx(0.03)  # mean of 0.03, 0.02, 0.04
     half = t_ppf(0.975, 2) * 0.01 / math.sqrt(3)
@@ -109,7 +113,7 @@ def test_default_yaml_is_the_builtin_default_and_cpu_reduces_it():
 
 def test_overrides_are_literals_or_strings_never_code(spec_file):
     o = parse_overrides(["epochs=3", "seeds=[0, 1]", "device=cpu", "lr0=0.005", "speed.repeats=150",
-                         "data_params.n_train=50", "name=__import__('os').getcwd()", "arms=sppf", "cpu=None"])  # fmt: skip
+                         "data_params.n_train=50", "name=__import__('os').getcwd()", "arms=sppf", "cpu=None"])
     assert o["epochs"] == 3 and o["seeds"] == [0, 1] and o["device"] == "cpu" and o["cpu"] is None
     assert o["name"] == "__import__('os').getcwd()"  # not evaluated
     spec = load_spec(spec_file(), {k: v for k, v in o.items() if k not in ("name", "data_params.n_train")})
@@ -137,7 +141,7 @@ def test_overrides_are_literals_or_strings_never_code(spec_file):
         ({"model": "yolov8-cls.yaml"}, {}, "key 'model'"),
         ({"cpu": {"epoch": 1}}, {"device": "0"}, "key 'cpu.epoch'"),  # checked even where it does not apply
     ],
-)  # fmt: skip
+)
 def test_bad_specs_fail_before_training(spec_file, capsys, changes, overrides, expected):
     path = spec_file(**changes)
     fake = FakeTraining()
@@ -167,7 +171,7 @@ def test_help_explains_every_key(capsys):
 def test_arm_yamls_keep_the_sppf_wiring_and_carry_the_scale(tmp_path, rect_data):
     from ultralytics.nn.tasks import DetectionModel, guess_model_scale, yaml_model_load
 
-    from yolo_necks.ablation.variants import build_arms
+    from yolo_necks.ablation.prepare.variants import build_arms
 
     custom = tmp_path / "my-net.yaml"
     base = yaml_model_load("yolov8n.yaml")
@@ -176,7 +180,7 @@ def test_arm_yamls_keep_the_sppf_wiring_and_carry_the_scale(tmp_path, rect_data)
         {"name": "sppf", "block": "SPPF", "args": [5], "baseline": True},
         {"name": "spp", "block": "SPP", "args": [[3, 5, 7]]},
         {"name": "mine", "yaml": str(custom), "scale": "n"},
-    ]))  # fmt: skip
+    ]))
     models = {m.arm.name: m for m in build_arms(spec, nc=2)}
     assert models["spp"].file_name == "yolo11s-spp.yaml" and models["sppf"].file_name == "yolo11s-sppf.yaml"
     assert guess_model_scale(models["mine"].file_name) == "n"
@@ -198,18 +202,18 @@ def test_tiny_sweep_end_to_end_through_the_cli(spec_file):
     path = spec_file()
     # a separate process: real training changes process-wide torch settings (threads, deterministic algorithms)
     proc = subprocess.run([sys.executable, "-m", "yolo_necks.cli", "ablate", path], capture_output=True, text=True,
-                          timeout=600)  # fmt: skip
+                          timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
     sweep = Path(path).parent / "runs" / "tiny"
     rows = read_rows(sweep / "results.csv")
     assert [(r["arm"], r["seed"], r["status"]) for r in rows] == [("sppf", "0", "ok"), ("spp", "0", "ok")]
-    assert set(REQUIRED_COLUMNS) <= set(rows[0])
+    assert set(REQUIRED_COLUMNS) <= set(rows[0]) and not set(SPEED_COLUMNS) & set(rows[0])
     for r in rows:
         assert 0.0 <= float(r["map50_95"]) <= float(r["map50"]) <= 1.0
         assert int(r["params"]) > 1_000_000 and float(r["gflops"]) > 0
         assert float(r["map50_se"]) >= 0 and float(r["map50_95_se"]) >= 0 and float(r["train_ips"]) > 0
-        assert (Path(r["run_dir"]) / "val_bootstrap.npz").is_file() and r["latency_ms"] == ""  # a run does not time itself
+        assert (Path(r["run_dir"]) / "val_bootstrap.npz").is_file()
         assert r["imgsz"] == "64" and r["epochs"] == "1" and r["device"] == "cpu" and r["reduced"] == ""
         run_dir = Path(r["run_dir"])
         assert (run_dir / "weights" / "best.pt").is_file()
@@ -282,7 +286,7 @@ def test_failing_arm_is_recorded_and_the_sweep_goes_on_then_retry_failed(spec_fi
         {"name": "sppf", "block": "SPPF", "args": [5], "baseline": True},
         {"name": "spp", "block": "SPP", "args": [[5, 9, 13]]},
         {"name": "spp3", "block": "SPP", "args": [[3, 5, 7]]},
-    ])  # fmt: skip
+    ])
     sweep = Path(path).parent / "runs" / "tiny"
     failing = FakeTraining(fail_arms=("spp",))
     with mock.patch.object(run_module, "execute_run", failing):
@@ -350,7 +354,7 @@ def test_sigkill_mid_sweep_loses_no_finished_run(spec_file):
     sweep = Path(path).parent / "runs" / "tiny"
     helper = Path(__file__).resolve().parent / "ablation_helpers.py"
     proc = subprocess.run([sys.executable, str(helper), "kill-at-run", "3", path], capture_output=True, text=True,
-                          timeout=300)  # fmt: skip
+                          timeout=300)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     rows = read_rows(sweep / "results.csv")
     assert [(r["arm"], r["seed"], r["status"]) for r in rows] == [("sppf", "0", "ok"), ("spp", "0", "ok")]
@@ -369,7 +373,7 @@ def test_a_second_process_on_the_same_sweep_is_refused(spec_file):
     sweep = Path(path).parent / "runs" / "tiny"
     sweep.mkdir(parents=True)
     fake = FakeTraining()
-    with mock.patch.object(run_module, "execute_run", fake), runner.sweep_lock(sweep):
+    with mock.patch.object(run_module, "execute_run", fake), sweep_lock(sweep):
         with pytest.raises(NeckError, match="another 'yolo-necks ablate' process is running this sweep"):
             runner.run_sweep(path)
     assert fake.calls == []
@@ -379,7 +383,7 @@ def test_a_second_process_on_the_same_sweep_is_refused(spec_file):
 
 
 def test_results_store_appends_atomically_and_keeps_foreign_columns(tmp_path):
-    store = runner.ResultsStore(tmp_path / "results.csv")
+    store = ResultsStore(tmp_path / "results.csv")
     store.append({"arm": "a", "seed": 0, "status": "ok", "map50": 0.5})
     store.append({"arm": "b", "seed": 0, "status": "failed", "error": 'x, "quoted"\nsecond line'})
     rows = store.read()
@@ -387,7 +391,7 @@ def test_results_store_appends_atomically_and_keeps_foreign_columns(tmp_path):
     # a file written with other columns (e.g. by another version): old rows and columns survive
     old = tmp_path / "old.csv"
     old.write_text("arm,seed,status,legacy\nz,3,ok,keep-me\n")
-    store = runner.ResultsStore(old)
+    store = ResultsStore(old)
     store.append({"arm": "c", "seed": 1, "status": "ok"})
     rows = store.read()
     assert rows[0]["legacy"] == "keep-me" and rows[1]["arm"] == "c" and "map50_95" in rows[1]
@@ -425,7 +429,7 @@ def test_compare_puts_sweeps_side_by_side(tmp_path, rect_data, capsys):
         paths.append(tmp_path / "runs" / name)
     out_file = tmp_path / "cmp" / "compare.md"
     argv = ["compare", str(paths[0] / "results.csv"), str(paths[1]), str(paths[1] / "summary.csv"), "--out",
-            str(out_file)]  # fmt: skip
+            str(out_file)]
     assert cli_main(argv) == 0
     out = capsys.readouterr().out
     text = out_file.read_text()
@@ -445,9 +449,9 @@ def test_a_builtin_dataset_hashes_alike_wherever_its_cache_lives(rect_data, tmp_
     hashes = []
     for root in ("a", "b"):
         monkeypatch.setenv("YOLO_NECKS_DATA_DIR", str(tmp_path / root))
-        prep = runner.prepare(spec)
+        prep = prepare(spec)
         assert str(tmp_path / root) in prep.data  # built into this cache
         hashes.append([p.config_hash for p in prep.plans])
     assert hashes[0] == hashes[1]
-    other = runner.prepare({**spec, "data_params": {"n_train": 8, "n_val": 4, "imgsz": 64, "seed": 1}})
+    other = prepare({**spec, "data_params": {"n_train": 8, "n_val": 4, "imgsz": 64, "seed": 1}})
     assert not set(p.config_hash for p in other.plans) & set(hashes[0])  # other content: other runs

@@ -17,10 +17,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ablation_helpers import fake_metrics  # noqa: E402
 
-from yolo_necks.ablation import run as run_module  # noqa: E402
+from yolo_necks.ablation.execute import run as run_module  # noqa: E402
 from yolo_necks.ablation import runner  # noqa: E402
-from yolo_necks.ablation.spec import load_spec  # noqa: E402
-from yolo_necks.ablation.tdist import t_ppf  # noqa: E402
+from yolo_necks.ablation.spec.load import load_spec  # noqa: E402
+from yolo_necks.ablation.analyse.tdist import t_ppf  # noqa: E402
 from yolo_necks.errors import NeckConfigError  # noqa: E402
 
 # paired differences (arm - baseline) of mAP50-95 by seed: 'noisy' alternates around +0.01, 'steady' is constant
@@ -89,7 +89,7 @@ def test_seed_policies_in_the_spec(spec_file):
     assert (s.seeds, s.adaptive.max, s.adaptive.target) == ([0, 1, 2], 20, 0.005)  # the spec's target
     assert load_spec(spec_file(seeds=[0, 1])).adaptive is None
     for bad, key in (({"min": 1}, "seeds.min"), ({"min": 4, "max": 3}, "seeds.max"), ({"tgt": 1}, "seeds.tgt"),
-                     ({"target": -1}, "seeds.target")):  # fmt: skip
+                     ({"target": -1}, "seeds.target")):
         with pytest.raises(NeckConfigError, match=f"key '{key}'"):
             load_spec(spec_file(seeds=bad))
 

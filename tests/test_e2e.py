@@ -27,7 +27,7 @@ def trained(tiny_data, tmp_path_factory) -> Path:
             "device=cpu", "batch=8", "workers=0", "plots=False", f"project={project}", "name=focal", "exist_ok=True",
         ],
         cwd=project,
-    )  # fmt: skip
+    )
     assert r.returncode == 0, (r.stdout[-3000:], r.stderr[-3000:])
     assert "FocalModulation" in r.stdout + r.stderr  # ultralytics' own layer table names our block
     best = project / "focal" / "weights" / "best.pt"

@@ -34,7 +34,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 FAMILIES = [
     "yolov8.yaml", "yolo11.yaml", "yolov5.yaml", "yolov8-p2.yaml", "yolov8-p6.yaml",
     "yolov8-seg.yaml", "yolov8-pose.yaml", "yolov8-obb.yaml", "yolo11-seg.yaml", "yolo11-pose.yaml", "yolo11-obb.yaml",
-]  # fmt: skip
+]
 SHIPPED_BLOCKS = {"FocalModulation": [], "DyCAConv": [3, 1, 32, "avg"], "SKConv": [], "PyramidPool": [], "SPPF": []}
 IMG = 64
 
@@ -213,7 +213,7 @@ def test_a_block_that_changes_values_is_seen_by_the_comparison():
         ("yolov8-p6.yaml", {"p3": 20, "p4": 23, "p5": 26, "p6": 29, "backbone_p3": 4, "backbone_p4": 6,
                             "backbone_p5": 8, "backbone_p6": 11, "sppf": 11}),
     ],
-)  # fmt: skip
+)
 def test_named_positions_come_from_the_model(name, expected):
     got = editing.positions(name)
     assert {p.name: p.index for p in got if not p.name.isdigit()} == expected
@@ -285,7 +285,7 @@ def graph() -> dict:
 
 BACKBONE = [[-1, 1, "Conv", [8, 3, 2]], [-1, 1, "Conv", [16, 3, 2]], [-1, 1, "Conv", [16, 3, 2]]]
 UP, CAT1, P3, DOWN, P4 = (["nn.Upsample", [None, 2, "nearest"]], ["Concat", [1]], ["Conv", [16, 1, 1]],
-                          ["Conv", [32, 3, 2]], ["Conv", [32, 1, 1]])  # fmt: skip
+                          ["Conv", [32, 3, 2]], ["Conv", [32, 1, 1]])
 
 
 def rows(*rows_) -> list:
@@ -321,7 +321,7 @@ REWIRING = {
              [[-1, 5], 1, *CAT1], [-1, 1, *P4], [[9, 12], 1, "Detect", ["nc"]]),
         {0: 0, 1: 1, 2: 2, 3: 4, 4: 5, 5: 6, 6: 7, 7: 9, 8: 10, 9: 11, 10: 12, 11: 13}, [3, 8],
     ),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("case", list(REWIRING))
@@ -403,7 +403,7 @@ ERRORS = [
     ({"insert": "DyCAConv@p3", "args": [3, 1, 32, 7]}, "argument 'pool' expects str, got 7"),
     ({"insert": "DyCAConv@p3", "args": {"SKConv": []}}, "args given for SKConv, which no edit uses"),
     ({"replace": "DyCAConv@11"}, "replace DyCAConv@11: layer 11 (Concat) reads several layers [-1, 6]"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize("kwargs, expected", ERRORS)
@@ -460,7 +460,7 @@ def test_cli_positions_prints_a_table(capsys):
         (["edit", "yolov8.yaml", "inset=DyCAConv@p3"], "unknown argument 'inset=DyCAConv@p3'"),
         (["positions", "yolov8.yaml", "scale=q"], "yolo-necks positions: error: yolov8.yaml: scale 'q' is not in"),
     ],
-)  # fmt: skip
+)
 def test_cli_errors_exit_2_with_one_line(argv, expected, capsys):
     assert cli_main(argv) == 2
     captured = capsys.readouterr()
@@ -508,7 +508,7 @@ def test_edited_yaml_trains_with_the_stock_cli_reloads_and_exports(tiny_data, tm
             "workers=0", "plots=False", f"project={tmp_path}", "name=edited", "exist_ok=True",
         ],
         cwd=tmp_path,
-    )  # fmt: skip
+    )
     assert r.returncode == 0, (r.stdout[-3000:], r.stderr[-3000:])
     best = tmp_path / "edited" / "weights" / "best.pt"
     assert best.is_file()

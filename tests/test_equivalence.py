@@ -13,10 +13,10 @@ import pytest
 import yaml
 from test_stats import CPU_SWEEP, rows_for
 
-from yolo_necks.ablation.report import write_report
-from yolo_necks.ablation.spec import load_spec
-from yolo_necks.ablation.stats import holm, summarize
-from yolo_necks.ablation.tdist import one_sided_p, paired_tost, t_ppf
+from yolo_necks.ablation.analyse.report import write_report
+from yolo_necks.ablation.spec.load import load_spec
+from yolo_necks.ablation.analyse.stats import holm, summarize
+from yolo_necks.ablation.analyse.tdist import one_sided_p, paired_tost, t_ppf
 from yolo_necks.cli import main as cli_main
 from yolo_necks.errors import NeckConfigError
 

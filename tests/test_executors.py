@@ -37,9 +37,10 @@ from ablation_helpers import (  # noqa: E402
 )
 
 from yolo_necks.ablation import runner  # noqa: E402
-from yolo_necks.ablation.executors import SequentialExecutor  # noqa: E402
-from yolo_necks.ablation.factory import make_executor  # noqa: E402
-from yolo_necks.ablation.local_executor import (  # noqa: E402
+from yolo_necks.ablation.prepare.prepare import prepare  # noqa: E402
+from yolo_necks.ablation.execute.executors import SequentialExecutor  # noqa: E402
+from yolo_necks.ablation.execute.factory import make_executor  # noqa: E402
+from yolo_necks.ablation.execute.local import (  # noqa: E402
     START_ENV,
     LocalExecutor,
     Slot,
@@ -47,8 +48,9 @@ from yolo_necks.ablation.local_executor import (  # noqa: E402
     plan_slots,
     start_method,
 )
-from yolo_necks.ablation.run import DataRef, RunTask  # noqa: E402
-from yolo_necks.ablation.spec import Execution, load_spec  # noqa: E402
+from yolo_necks.ablation.execute.run import RunTask  # noqa: E402
+from yolo_necks.ablation.prepare.plan import DataRef  # noqa: E402
+from yolo_necks.ablation.spec.load import Execution, load_spec  # noqa: E402
 from yolo_necks.errors import NeckConfigError  # noqa: E402
 
 THREE_ARMS = [
@@ -83,11 +85,11 @@ def test_worker_slots_follow_cores_devices_and_packing():
     # memory caps 'auto' (about 2.5 GiB a run); explicit threads shrink the runs at once
     assert len(plan_slots(Execution(devices=("cpu",)), cores=64, memory=6 * 2**30)) == 2
     assert [s.threads for s in plan_slots(Execution(devices=("cpu",), threads_per_run=4), cores=16,
-                                          memory=math.inf)] == [4] * 4  # fmt: skip
+                                          memory=math.inf)] == [4] * 4
     assert [s.threads for s in plan_slots(Execution(devices=("cpu",), parallel=3), cores=12)] == [4] * 3
     gpus = plan_slots(Execution(devices=("0", "1"), runs_per_device=2), cores=16)
     assert [(s.group, s.device, s.cuda_visible, s.threads) for s in gpus] == [
-        ("0", "0", "0", 4), ("0", "0", "0", 4), ("1", "0", "1", 4), ("1", "0", "1", 4)]  # fmt: skip
+        ("0", "0", "0", 4), ("0", "0", "0", 4), ("1", "0", "1", 4), ("1", "0", "1", 4)]
     ddp = plan_slots(Execution(devices=("0,1", "2,3")), cores=8)
     assert [(s.device, s.cuda_visible) for s in ddp] == [("0,1", "0,1"), ("0,1", "2,3")]
     assert len(plan_slots(Execution(devices=("0", "1"), runs_per_device=4, parallel=3), cores=8)) == 3
@@ -158,7 +160,7 @@ def test_the_spec_picks_the_executor(rect_data, tmp_path):
 def test_progress_eta_comes_from_finished_runs_durations():
     import io
 
-    from yolo_necks.ablation.progress import SweepProgress
+    from yolo_necks.ablation.execute.progress import SweepProgress
 
     bar = SweepProgress(total=10, title="ablate t", slots=2, file=io.StringIO(), disable=False)
     assert math.isnan(bar.eta_seconds())
@@ -179,7 +181,7 @@ def test_progress_eta_comes_from_finished_runs_durations():
 
 # --------------------------------------------------------------------------------------- local worker processes
 def test_parallel_workers_record_every_run_once_and_a_failing_arm_does_not_stop_the_others(parallel_spec,
-                                                                                           monkeypatch):  # fmt: skip
+                                                                                           monkeypatch):
     monkeypatch.setenv(FAIL_ARMS_ENV, "spp")
     path = parallel_spec(seeds=[0, 1], arms=THREE_ARMS)
     df = runner.run_sweep(path, execute=fake_execute)
@@ -206,7 +208,7 @@ def test_arms_are_timed_once_after_every_parallel_run_has_finished(parallel_spec
 
 
 def test_sigkill_of_the_parallel_sweep_then_resume_loses_and_duplicates_nothing(parallel_spec, tmp_path,
-                                                                                 monkeypatch):  # fmt: skip
+                                                                                 monkeypatch):
     import psutil
 
     release = tmp_path / "release"
@@ -219,12 +221,12 @@ def test_sigkill_of_the_parallel_sweep_then_resume_loses_and_duplicates_nothing(
     helper = TESTS / "ablation_helpers.py"
     # 4 runs finish, then both workers hold an spp3 run: the sweep process is killed with them in flight
     proc = subprocess.run([sys.executable, str(helper), "kill-after-rows", "4", path], capture_output=True, text=True,
-                          timeout=300)  # fmt: skip
+                          timeout=300)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
     rows = assert_each_run_once(sweep, 4)
     assert {r["arm"] for r in rows} == {"sppf", "spp"} and {r["status"] for r in rows} == {"ok"}
     orphans = [psutil.Process(int(p.read_text())) for p in pid_dir.glob("spp3-*.pid") if psutil.pid_exists(
-        int(p.read_text()))]  # fmt: skip
+        int(p.read_text()))]
     gone, alive = psutil.wait_procs(orphans, timeout=30)  # the workers die with the sweep process
     assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
     assert not [p for p in os.listdir(sweep) if p.endswith(".tmp")]
@@ -250,7 +252,7 @@ def test_ctrl_c_in_parallel_mode_stops_the_workers_and_keeps_finished_rows(paral
     rows = assert_each_run_once(sweep, 1)
     assert rows[0]["arm"] == "sppf" and rows[0]["status"] == "ok"
     assert not [c for c in psutil.Process().children(recursive=True) if c.status() != psutil.STATUS_ZOMBIE
-                and "spawn" in " ".join(c.cmdline())]  # fmt: skip
+                and "spawn" in " ".join(c.cmdline())]
     assert (sweep / "summary.md").is_file()  # the report covers what finished
     release.write_text("go")
     df = runner.run_sweep(path, execute=fake_execute)
@@ -264,7 +266,7 @@ ONE_SLOT = [Slot("cpu", "cpu", None, 1)]
 
 def _tasks(spec, prep, plans=None) -> list[RunTask]:
     return [RunTask(p, spec, prep.data_ref or DataRef(prep.data), {"arm": p.arm.name, "seed": p.seed})
-            for p in (prep.plans if plans is None else plans)]  # fmt: skip
+            for p in (prep.plans if plans is None else plans)]
 
 
 def _run_all(executor, tasks) -> list:
@@ -275,7 +277,7 @@ def _run_all(executor, tasks) -> list:
 
 
 def test_parallel_auto_trains_a_single_run_in_the_sweep_process_and_more_in_workers(rect_data, tmp_path):
-    from yolo_necks.ablation.factory import choose_slots, early_slots
+    from yolo_necks.ablation.execute.factory import choose_slots, early_slots
 
     def n(execution, pending, cores=2, memory=math.inf):
         return len(choose_slots(execution, pending, cores, memory))
@@ -298,8 +300,8 @@ def test_parallel_auto_trains_a_single_run_in_the_sweep_process_and_more_in_work
 
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="parallel=auto runs one at a time on one core")
 def test_auto_sweeps_use_the_sweep_process_for_one_run_and_the_workers_started_early_for_more(spec_file,
-                                                                                              monkeypatch):  # fmt: skip
-    from yolo_necks.ablation import factory
+                                                                                              monkeypatch):
+    from yolo_necks.ablation.execute import factory
 
     early = []
 
@@ -330,11 +332,11 @@ def test_auto_sweeps_use_the_sweep_process_for_one_run_and_the_workers_started_e
 
 @pytest.mark.parametrize("method", ["fork", "spawn"])
 def test_a_worker_that_dies_costs_only_its_run_and_the_slot_gets_a_fresh_worker(rect_data, tmp_path, monkeypatch,
-                                                                                method):  # fmt: skip
+                                                                                method):
     monkeypatch.setenv(START_ENV, method)
     monkeypatch.setenv(CRASH_ARMS_ENV, "spp")  # every spp run SIGKILLs the worker training it
     spec = load_spec(tiny_spec(rect_data, tmp_path / "runs", seeds=[0, 1]))
-    prep = runner.prepare(spec)
+    prep = prepare(spec)
     events = _run_all(LocalExecutor(ONE_SLOT, crash_execute), _tasks(spec, prep))
     assert [e.kind for e in events] == ["start", "end"] * 4
     rows = [e.row for e in events if e.kind == "end"]
@@ -343,11 +345,11 @@ def test_a_worker_that_dies_costs_only_its_run_and_the_slot_gets_a_fresh_worker(
         head = (e.task.plan.run_dir / "train.log").read_text().splitlines()[0]
         assert head.startswith("yolo-necks worker process ") and head.endswith(f"in this process ({how})"), head
     assert [(r["arm"], r["seed"], r["status"]) for r in rows] == [
-        ("sppf", 0, "ok"), ("spp", 0, "failed"), ("sppf", 1, "ok"), ("spp", 1, "failed")]  # fmt: skip
+        ("sppf", 0, "ok"), ("spp", 0, "failed"), ("sppf", 1, "ok"), ("spp", 1, "failed")]
     assert rows[0]["weights"] != rows[2]["weights"]  # the slot's fresh worker trained the next run
     for r in rows[1::2]:
         assert r["error"].startswith("worker process died (killed by signal 9 (SIGKILL: out of memory?)) before "
-                                     "returning a row; see ") and "\n" not in r["error"]  # fmt: skip
+                                     "returning a row; see ") and "\n" not in r["error"]
 
 
 def _cannot_start():
@@ -356,12 +358,12 @@ def _cannot_start():
 
 @pytest.mark.parametrize("method", ["fork", "spawn"])
 def test_a_worker_that_cannot_start_fails_the_runs_one_by_one_instead_of_restarting_forever(
-        rect_data, tmp_path, monkeypatch, method):  # fmt: skip
-    from yolo_necks.ablation import worker
+        rect_data, tmp_path, monkeypatch, method):
+    from yolo_necks.ablation.execute import worker
 
     monkeypatch.setenv(START_ENV, method)
     spec = load_spec(tiny_spec(rect_data, tmp_path / "runs"))
-    prep = runner.prepare(spec)
+    prep = prepare(spec)
     if method == "fork":  # a forked worker inherits this process's modules: its start-up fails
         monkeypatch.setattr(worker, "_own_standard_streams", _cannot_start)
         execute = fake_execute
@@ -377,7 +379,7 @@ def test_a_worker_that_cannot_start_fails_the_runs_one_by_one_instead_of_restart
 def test_the_process_state_a_run_changes_is_put_back(tmp_path):
     import torch
 
-    from yolo_necks.ablation.isolation import ProcessState
+    from yolo_necks.ablation.execute.isolation import ProcessState
 
     before = process_probe()
     clean = ProcessState.capture()
@@ -410,8 +412,8 @@ def test_a_run_after_others_in_the_same_worker_equals_the_run_in_a_fresh_worker(
                  {"name": "spp", "block": "SPP", "args": [[5, 9, 13]]}],
         "data": str(tiny_data), "epochs": 1, "imgsz": 64, "batch": 4, "seeds": [0], "device": "cpu", "workers": 0,
         "parallel": 1, "speed": {"warmup": 1, "repeats": 100, "throughput_batch": 2, "throughput_repeats": 2},
-    })  # fmt: skip
-    prep = runner.prepare(spec)
+    })
+    prep = prepare(spec)
     plan = {p.arm.name: p for p in prep.plans}
 
     def renamed(p, suffix):
@@ -419,7 +421,7 @@ def test_a_run_after_others_in_the_same_worker_equals_the_run_in_a_fresh_worker(
 
     order = [plan["sppf"], renamed(plan["spp"], "-leak"), plan["focal"], plan["spp"], renamed(plan["sppf"], "-again")]
     rows = [e.row for e in _run_all(LocalExecutor(ONE_SLOT, leaky_execute), _tasks(spec, prep, order))
-            if e.kind == "end"]  # fmt: skip
+            if e.kind == "end"]
     assert [r["status"] for r in rows] == ["ok"] * 5, [r.get("error") for r in rows]
     assert len({r["pid"] for r in rows}) == 1  # one worker process trained all five
     probes = [r["probe"] for r in rows]
@@ -454,7 +456,7 @@ def two_node_cluster():
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(TESTS), saved) if p)
     store = 80 * 2**20
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "object_store_memory": store,
-                                                             "include_dashboard": False})  # fmt: skip
+                                                             "include_dashboard": False})
     cluster.add_node(num_cpus=1, object_store_memory=store)
     try:
         yield cluster
@@ -501,7 +503,7 @@ def test_ray_times_every_arm_once_on_the_node_a_key_names(two_node_cluster, rect
 
 @pytest.mark.parametrize("retries, status", [(1, "ok"), (0, "failed")])
 def test_ray_a_worker_killed_mid_run_is_retried_or_recorded_never_lost(two_node_cluster, rect_data, tmp_path,
-                                                                       retries, status):  # fmt: skip
+                                                                       retries, status):
     import ray
 
     crash = tmp_path / "crash"
@@ -509,7 +511,7 @@ def test_ray_a_worker_killed_mid_run_is_retried_or_recorded_never_lost(two_node_
     spec = _ray_spec(rect_data, tmp_path / "runs", ray_address=two_node_cluster.address, max_retries=retries)
     # the first attempt of every run SIGKILLs its Ray worker process (the env reaches the tasks of this driver)
     ray.init(address=two_node_cluster.address, runtime_env={"env_vars": {CRASH_ONCE_ENV: str(crash)}},
-             log_to_driver=False)  # fmt: skip
+             log_to_driver=False)
     try:
         runner.run_sweep(spec, execute=fake_execute)
     finally:
@@ -524,11 +526,12 @@ def test_ray_a_worker_killed_mid_run_is_retried_or_recorded_never_lost(two_node_
 def test_ray_a_data_yaml_unreadable_on_a_node_fails_that_run_with_one_line(two_node_cluster, rect_data, tmp_path):
     import dataclasses
 
-    from yolo_necks.ablation.ray_executor import RayExecutor
-    from yolo_necks.ablation.run import DataRef, RunTask
+    from yolo_necks.ablation.execute.ray_cluster import RayExecutor
+    from yolo_necks.ablation.execute.run import RunTask
+    from yolo_necks.ablation.prepare.plan import DataRef
 
     spec = load_spec(_ray_spec(rect_data, tmp_path / "runs", ray_address=two_node_cluster.address))
-    prep = runner.prepare(spec)
+    prep = prepare(spec)
     missing = str(tmp_path / "only-on-the-driver" / "data.yaml")
     tasks = [RunTask(p, spec, DataRef(missing), {"arm": p.arm.name, "seed": p.seed}) for p in prep.plans]
     executor = RayExecutor(spec.execution, fake_execute)
@@ -563,11 +566,11 @@ def test_a_ray_driver_does_not_check_gpus_against_its_own_machine(rect_data, tmp
 
     from yolo_necks.errors import NeckConfigError
 
-    prep = runner.prepare(_ray_spec(rect_data, tmp_path, device="0"))
+    prep = prepare(_ray_spec(rect_data, tmp_path, device="0"))
     assert prep.spec.device == "0" and prep.spec.execution.devices == ("0",)
     if not torch.cuda.is_available():  # the local executor does check
         with pytest.raises(NeckConfigError, match="asks for a CUDA GPU but this machine has none"):
-            runner.prepare(tiny_spec(rect_data, tmp_path, device="0"))
+            prepare(tiny_spec(rect_data, tmp_path, device="0"))
 
 
 def test_executor_ray_without_ray_installed_says_how_to_install(rect_data, tmp_path, monkeypatch):
@@ -593,7 +596,7 @@ def three_executors(tmp_path_factory):
         "data": "digits", "data_params": {"n_train": 16, "n_val": 8, "imgsz": 64}, "epochs": 1, "imgsz": 64,
         "batch": 4, "seeds": [0, 1], "device": "cpu", "workers": 0, "threads_per_run": 1,
         "speed": {"warmup": 1, "repeats": 100, "throughput_batch": 2, "throughput_repeats": 2},
-    }  # fmt: skip
+    }
     path = root / "spec.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     env = {**os.environ, "YOLO_OFFLINE": "1", "YOLO_NECKS_DATA_DIR": str(root / "data"), "PYTHONUNBUFFERED": "1"}
@@ -608,7 +611,7 @@ def three_executors(tmp_path_factory):
     for name, extra in variants.items():
         start = {START_ENV: "spawn"} if name == "spawned" else {}
         proc = subprocess.run([sys.executable, "-m", "yolo_necks.cli", "ablate", str(path), f"name={name}", *extra],
-                              capture_output=True, text=True, timeout=900, env={**env, **start})  # fmt: skip
+                              capture_output=True, text=True, timeout=900, env={**env, **start})
         assert proc.returncode == 0, f"{name}: {proc.stderr[-3000:]}"
         out[name] = {r["config_hash"]: r for r in read_rows(root / "runs" / name / "results.csv")}
     return out
@@ -623,7 +626,7 @@ def test_metrics_and_weights_do_not_depend_on_the_executor(three_executors):
     for name, how in (("local", "(forked from the sweep process)"), ("spawned", "(spawned)")):
         # the local workers started once: at most 2 processes trained the 4 runs, one after another
         heads = [Path(r["run_dir"], "train.log").read_text(errors="replace").splitlines()[0]
-                 for r in three_executors[name].values()]  # fmt: skip
+                 for r in three_executors[name].values()]
         assert all(h.startswith("yolo-necks worker process ") and h.endswith(how) for h in heads), heads
         runs = {}
         for h in heads:

@@ -18,11 +18,12 @@ from hypothesis import strategies as st
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ablation_helpers import FakeTraining, make_tiny_dataset, tiny_spec  # noqa: E402
 
-from yolo_necks.ablation import run as run_module  # noqa: E402
+from yolo_necks.ablation.execute import run as run_module  # noqa: E402
 from yolo_necks.ablation import runner  # noqa: E402
-from yolo_necks.ablation.keys import DEFAULT_SPEC  # noqa: E402
-from yolo_necks.ablation.overrides import parse_overrides  # noqa: E402
-from yolo_necks.ablation.spec import load_spec  # noqa: E402
+from yolo_necks.ablation.prepare.prepare import prepare  # noqa: E402
+from yolo_necks.ablation.spec.keys import DEFAULT_SPEC  # noqa: E402
+from yolo_necks.ablation.spec.overrides import parse_overrides  # noqa: E402
+from yolo_necks.ablation.spec.load import load_spec  # noqa: E402
 from yolo_necks.cli import main as cli_main  # noqa: E402
 from yolo_necks.errors import NeckConfigError, NeckError  # noqa: E402
 
@@ -45,7 +46,7 @@ DIGITS_FULL = DEFAULT_SPEC["data_params"]
         (["data=digits", "data_params.n_train=50"], "SECTION+"),
         (["data=my.yaml"], {}),
     ],
-)  # fmt: skip
+)
 def test_data_params_follow_the_dataset_and_cli_mappings_replace(argv, expected, device, section):
     over = parse_overrides([*argv, f"device={device}"])
     spec = load_spec(None, over)  # a data YAML is only looked up when the sweep resolves its dataset
@@ -73,7 +74,7 @@ def test_switching_to_neon_trees_from_the_command_line_validates(tmp_path):
         (["cpu=None"], 30, None, 320),  # no cpu section: the full sweep on the CPU
         (["epochs=7"], 7, "cpu", 128),  # top-level overrides beat the section
     ],
-)  # fmt: skip
+)
 def test_the_cpu_section_follows_the_same_rules(argv, epochs, reduced, imgsz):
     spec = load_spec(None, parse_overrides([*argv, "device=cpu"]))
     assert (spec.epochs, spec.reduced, spec.imgsz) == (epochs, reduced, imgsz)
@@ -105,7 +106,7 @@ def _no_cuda() -> bool:
         ({"devices": [0, 99], "device": None}, "key 'devices'", True),
         ({"devices": ["cpu", 0], "device": None}, "mixes cpu and GPUs", False),
     ],
-)  # fmt: skip
+)
 def test_a_bad_device_fails_before_any_run(spec_file, overrides, message, missing):
     fake = FakeTraining()
     path = spec_file(**{k: v for k, v in overrides.items() if "." not in k})
@@ -153,9 +154,9 @@ def test_every_arm_runs_forward_at_imgsz_before_training(spec_file):
     yolo_necks.register_block(NeedsFourByFour)
     try:
         arms = [{"name": "sppf", "block": "SPPF", "args": [5], "baseline": True},
-                {"name": "small", "block": "NeedsFourByFour"}]  # fmt: skip
+                {"name": "small", "block": "NeedsFourByFour"}]
         with pytest.raises(NeckConfigError, match=r"arm 'small': forward pass at imgsz 64 fails on the CPU: "
-                                                  r"RuntimeError: map \(2, 2\) is smaller than 4x4"):  # fmt: skip
+                                                  r"RuntimeError: map \(2, 2\) is smaller than 4x4"):
             runner.run_sweep(spec_file(arms=arms))
     finally:
         from yolo_necks.registry import unregister_block
@@ -165,7 +166,7 @@ def test_every_arm_runs_forward_at_imgsz_before_training(spec_file):
 
 # ------------------------------------------------------------------------------------------------ damaged files
 def test_a_damaged_results_csv_is_reported_once_kept_in_the_file_and_out_of_the_summaries(spec_file, capsys,
-                                                                                         logged):  # fmt: skip
+                                                                                         logged):
     path = spec_file(seeds=[0, 1])
     sweep = Path(path).parent / "runs" / "tiny"
     with mock.patch.object(run_module, "execute_run", FakeTraining()):
@@ -196,7 +197,7 @@ def test_a_damaged_results_csv_is_reported_once_kept_in_the_file_and_out_of_the_
 # -------------------------------------------------------------------------------------------------- spec fuzzing
 VALUES = st.sampled_from([None, True, False, -1, 0, 1, 3, 2.5, float("nan"), "", "x", "auto", "cpu", "0,1", "cuda:9",
                           [], [0], [1, "a"], [[5, 9]], {}, {"a": 1}, {"min": 2}, "yolov8.yaml", "SPPF", 10**12,
-                          "../../x.yaml", "a b", {"name": "z", "block": "SPPF"}])  # fmt: skip
+                          "../../x.yaml", "a b", {"name": "z", "block": "SPPF"}])
 
 
 def _paths(d, prefix=()):
@@ -226,7 +227,7 @@ def _mutate(spec: dict, path: tuple, value, action: str) -> dict:
 
 @settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @given(mutations=st.lists(st.tuples(st.sampled_from(SPEC_PATHS), VALUES, st.sampled_from(["set", "delete", "add"])),
-                          min_size=1, max_size=3))  # fmt: skip
+                          min_size=1, max_size=3))
 def test_mutated_default_specs_give_a_spec_or_a_one_line_error(mutations):
     spec = copy.deepcopy(DEFAULT_SPEC)
     for path, value, action in mutations:
@@ -244,7 +245,7 @@ def test_mutated_default_specs_give_a_spec_or_a_one_line_error(mutations):
 @given(key=st.sampled_from([".".join(map(str, p)) for p in SPEC_PATHS if not isinstance(p[-1], int)] +
                            ["epochs", "seeds.min", "arms", "lr0", "speed.x", "x.y.z", "cpu.cpu"]),
        value=st.sampled_from(["1", "-1", "0", "None", "[]", "{}", "'a'", "auto", "1e9", "[0, 0]", "{'x': 1}",
-                              "nan", "cuda:1", "__import__('os')"]))  # fmt: skip
+                              "nan", "cuda:1", "__import__('os')"]))
 def test_mutated_command_lines_give_a_spec_or_a_one_line_error(key, value):
     try:
         load_spec(None, parse_overrides([f"{key}={value}", "device=cpu"]))
@@ -255,7 +256,7 @@ def test_mutated_command_lines_give_a_spec_or_a_one_line_error(key, value):
 @settings(max_examples=12, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @given(mutations=st.lists(st.tuples(st.sampled_from(["epochs", "imgsz", "batch", "seeds", "model", "scale",
                                                      "replace", "data_params", "arms", "pretrained", "workers"]),
-                                    VALUES), min_size=1, max_size=2))  # fmt: skip
+                                    VALUES), min_size=1, max_size=2))
 def test_mutated_tiny_specs_prepare_or_fail_with_one_line(mutations, tmp_path_factory):
     """The whole preparation (dataset, arms built and run forward, batch, checkpoint) on mutated tiny specs."""
     data = make_tiny_dataset(tmp_path_factory.mktemp("fuzz"), n_train=4, n_val=2)
@@ -263,7 +264,7 @@ def test_mutated_tiny_specs_prepare_or_fail_with_one_line(mutations, tmp_path_fa
     for key, value in mutations:
         spec[key] = copy.deepcopy(value)
     try:
-        runner.prepare(spec)
+        prepare(spec)
     except (NeckConfigError, NeckError) as e:
         assert "\n" not in str(e) and str(e)
 
@@ -272,11 +273,11 @@ def test_the_default_yaml_round_trips_through_the_effective_spec(tmp_path):
     spec = load_spec(None, {"device": "cpu", "project": str(tmp_path)})
     again = load_spec(yaml.safe_load(yaml.safe_dump(spec.effective)), {"device": "cpu"})
     assert (again.epochs, again.imgsz, again.data_params, again.execution) == (
-        spec.epochs, spec.imgsz, spec.data_params, spec.execution)  # fmt: skip
+        spec.epochs, spec.imgsz, spec.data_params, spec.execution)
 
 
 @pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "ablations").glob("*.yaml")),
-                         ids=lambda p: p.name)  # fmt: skip
+                         ids=lambda p: p.name)
 def test_every_shipped_spec_loads(path):
     for device in ("cpu", "0"):
         spec = load_spec(path, {"device": device})

@@ -17,10 +17,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ablation_helpers import FakeTraining, make_tiny_dataset, tiny_spec, write_spec  # noqa: E402
 from conftest import ROOT  # noqa: E402
 
-from yolo_necks.ablation import run as run_module  # noqa: E402
+from yolo_necks.ablation.execute import run as run_module  # noqa: E402
 from yolo_necks.ablation import runner  # noqa: E402
-from yolo_necks.ablation.compare import compare  # noqa: E402
-from yolo_necks.ablation.spec import load_spec  # noqa: E402
+from yolo_necks.ablation.prepare.prepare import prepare  # noqa: E402
+from yolo_necks.ablation.analyse.compare import compare  # noqa: E402
+from yolo_necks.ablation.spec.load import load_spec  # noqa: E402
 from yolo_necks.editing import edit_with_map  # noqa: E402
 from yolo_necks.errors import NeckConfigError  # noqa: E402
 
@@ -32,7 +33,7 @@ MIXED = [
 
 
 def test_insert_arms_are_the_edited_model_and_record_their_placement(rect_data, tmp_path):
-    prep = runner.prepare(tiny_spec(rect_data, tmp_path, arms=MIXED))
+    prep = prepare(tiny_spec(rect_data, tmp_path, arms=MIXED))
     by = {m.arm.name: m for m in prep.models}
     expected = edit_with_map("yolov8.yaml", insert="DyCAConv@p3,p4,p5", args=[3, 1, 32, "avg"])
     head = by["dyca-head"]
@@ -56,7 +57,7 @@ def test_a_sweep_mixing_replace_and_insert_arms_reports_placement(rect_data, tmp
     sweep = Path(df.attrs["sweep_dir"])
     summary = pd.read_csv(sweep / "summary.csv")
     assert dict(zip(summary["arm"], summary["placement"])) == {
-        "sppf": "base", "dyca-sppf": "replace sppf", "dyca-head": "insert p3,p4,p5"}  # fmt: skip
+        "sppf": "base", "dyca-sppf": "replace sppf", "dyca-head": "insert p3,p4,p5"}
     md = (sweep / "summary.md").read_text()
     assert "| Arm | Block | Placement | Runs ok |" in md and "| dyca-head | DyCAConv | insert p3,p4,p5 | 2/2 |" in md
     assert "- **dyca-head** (DyCAConv, insert p3,p4,p5):" in md
@@ -75,7 +76,7 @@ def test_a_sweep_mixing_replace_and_insert_arms_reports_placement(rect_data, tmp
     ({"name": "x", "block": "DyCAConv", "insert": ["p3", "p3"]}, "'insert' names a position twice"),
     ({"name": "x", "block": "DyCAConv", "insert": ["p 3"]}, "'insert' position 'p 3' is not a position name"),
     ({"name": "x", "block": "DyCAConv", "insert": [True]}, "'insert' position True is not a position name"),
-])  # fmt: skip
+])
 def test_bad_insert_keys_are_one_line_errors(rect_data, tmp_path, arm, message):
     spec = tiny_spec(rect_data, tmp_path, arms=[MIXED[0], arm])
     with pytest.raises(NeckConfigError) as e:
@@ -88,7 +89,7 @@ def test_insert_strings_and_positions_the_model_lacks(rect_data, tmp_path):
     assert load_spec(tiny_spec(rect_data, tmp_path, arms=arms)).arms[1].insert == ("p3", "p5")
     arms = [MIXED[0], {"name": "x", "block": "DyCAConv", "insert": ["p7"]}]
     with pytest.raises(NeckConfigError) as e:
-        runner.prepare(tiny_spec(rect_data, tmp_path, arms=arms))
+        prepare(tiny_spec(rect_data, tmp_path, arms=arms))
     msg = str(e.value)
     assert msg.startswith("<spec dict>: arm 'x': insert DyCAConv@p7: ") and "p3" in msg and "\n" not in msg
 
@@ -97,8 +98,8 @@ def test_freeze_covering_an_inserted_block_is_refused(rect_data, tmp_path):
     arms = [MIXED[0], MIXED[2]]
     spec = tiny_spec(rect_data, tmp_path, arms=arms, train_args={"freeze": 17})
     with pytest.raises(NeckConfigError, match=r"freezes layer 16, the block arm 'dyca-head' inserts"):
-        runner.prepare(spec)
-    runner.prepare(tiny_spec(rect_data, tmp_path, arms=arms, train_args={"freeze": 16}))  # before every block
+        prepare(spec)
+    prepare(tiny_spec(rect_data, tmp_path, arms=arms, train_args={"freeze": 16}))  # before every block
 
 
 # ------------------------------------------------------------------------------------------ pretrained starts
@@ -117,7 +118,7 @@ def base_checkpoint(tmp_path_factory) -> Path:
 def test_a_renumbered_checkpoint_puts_every_base_layer_on_the_same_layer_of_the_arm(base_checkpoint, tmp_path):
     from ultralytics.nn.tasks import DetectionModel
 
-    from yolo_necks.ablation.pretrained import remap_checkpoint
+    from yolo_necks.ablation.prepare.pretrained import remap_checkpoint
 
     result = edit_with_map("yolov8.yaml", insert="DyCAConv@p3,backbone_p4", args=[3, 1, 32, "avg"])
     out = remap_checkpoint(str(base_checkpoint), result.index_map, tmp_path / "renumbered.pt")
@@ -139,7 +140,7 @@ def test_a_renumbered_checkpoint_puts_every_base_layer_on_the_same_layer_of_the_
 
 def test_pretrained_transfer_of_an_insert_arm_is_the_whole_base_model(base_checkpoint, tmp_path):
     data = make_tiny_dataset(tmp_path / "data", nc=2)
-    prep = runner.prepare(tiny_spec(data, tmp_path, arms=MIXED, pretrained=str(base_checkpoint)))
+    prep = prepare(tiny_spec(data, tmp_path, arms=MIXED, pretrained=str(base_checkpoint)))
     base, head = prep.transfer["sppf"], prep.transfer["dyca-head"]
     assert base.loaded == base.total  # same architecture, same classes: everything
     block_tensors = head.total - base.total

@@ -18,7 +18,8 @@ from ablation_helpers import make_tiny_dataset, tiny_spec, write_spec  # noqa: E
 from conftest import run_cmd  # noqa: E402
 
 from yolo_necks.ablation import runner  # noqa: E402
-from yolo_necks.ablation.plan import file_sha  # noqa: E402
+from yolo_necks.ablation.prepare.prepare import prepare  # noqa: E402
+from yolo_necks.ablation.prepare.plan import file_sha  # noqa: E402
 from yolo_necks.errors import NeckConfigError  # noqa: E402
 
 ARMS = [
@@ -33,7 +34,7 @@ def checkpoint(tiny_data, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("ckpt")
     proc = run_cmd(["yolo", "train", "model=yolov8n.yaml", f"data={tiny_data}", "epochs=1", "imgsz=64", "batch=4",
                     "workers=0", "device=cpu", f"project={out}", "name=ck", "plots=False", "val=False"],
-                   cwd=out)  # fmt: skip
+                   cwd=out)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out / "ck" / "weights" / "last.pt"
 
@@ -48,7 +49,7 @@ def spec(data: str, project: Path, **changes) -> dict:
 
 
 def test_transfer_is_measured_per_arm_with_ultralytics_own_loading(checkpoint, two_class_data, tmp_path):
-    prep = runner.prepare(spec(two_class_data, tmp_path, pretrained=str(checkpoint)))
+    prep = prepare(spec(two_class_data, tmp_path, pretrained=str(checkpoint)))
     sppf, focal = prep.transfer["sppf"], prep.transfer["focal"]
     # the SPPF arm is the checkpoint's architecture: everything but the class-count-dependent head convs
     assert sppf.scratch == ["22 Detect (partial)"] and sppf.total - sppf.loaded == HEAD_CLASS_TENSORS
@@ -69,7 +70,7 @@ def test_every_arm_trains_from_the_checkpoint_and_rows_record_it(checkpoint, two
     changes = {"pretrained": str(checkpoint), "parallel": 2, "threads_per_run": 1, "train_args": {"freeze": 3}}
     path = write_spec(tmp_path / "spec.yaml", spec(two_class_data, tmp_path / "runs", **changes))
     proc = subprocess.run([sys.executable, "-m", "yolo_necks.cli", "ablate", path], capture_output=True, text=True,
-                          timeout=600)  # fmt: skip
+                          timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     sweep = tmp_path / "runs" / "tiny"
     with open(sweep / "results.csv", newline="") as f:
@@ -94,18 +95,18 @@ def test_the_checkpoint_content_is_part_of_every_run_hash(checkpoint, two_class_
     copy = tmp_path / "a" / "start.pt"
     copy.parent.mkdir()
     shutil.copy(checkpoint, copy)
-    before = [p.config_hash for p in runner.prepare(spec(two_class_data, tmp_path, pretrained=str(copy))).plans]
+    before = [p.config_hash for p in prepare(spec(two_class_data, tmp_path, pretrained=str(copy))).plans]
     moved = tmp_path / "b.pt"
     shutil.copy(copy, moved)  # the same content elsewhere: the same runs
-    same = runner.prepare(spec(two_class_data, tmp_path, pretrained=str(moved)))
+    same = prepare(spec(two_class_data, tmp_path, pretrained=str(moved)))
     assert [p.config_hash for p in same.plans] == before
     ckpt = torch.load(copy, map_location="cpu", weights_only=False)
     with torch.no_grad():
         next(ckpt["model"].parameters()).add_(0.01)
     torch.save(ckpt, copy)  # the file is replaced: resuming must not skip runs trained from the old one
-    after = [p.config_hash for p in runner.prepare(spec(two_class_data, tmp_path, pretrained=str(copy))).plans]
+    after = [p.config_hash for p in prepare(spec(two_class_data, tmp_path, pretrained=str(copy))).plans]
     assert not set(after) & set(before)
-    scratch = [p.config_hash for p in runner.prepare(spec(two_class_data, tmp_path)).plans]
+    scratch = [p.config_hash for p in prepare(spec(two_class_data, tmp_path)).plans]
     assert not set(scratch) & (set(before) | set(after))
 
 
@@ -128,13 +129,13 @@ def test_a_checkpoint_that_is_missing_or_of_another_architecture_fails_before_tr
 def test_freezing_the_swapped_layer_is_refused(two_class_data, tmp_path):
     for freeze in (10, [9]):
         with pytest.raises(NeckConfigError, match=r"key 'train_args.freeze': .* freezes layer 9, the block arm 'focal'"):
-            runner.prepare(spec(two_class_data, tmp_path, train_args={"freeze": freeze}))
-    assert runner.prepare(spec(two_class_data, tmp_path, train_args={"freeze": 9})).spec.train_args == {"freeze": 9}
+            prepare(spec(two_class_data, tmp_path, train_args={"freeze": freeze}))
+    assert prepare(spec(two_class_data, tmp_path, train_args={"freeze": 9})).spec.train_args == {"freeze": 9}
 
 
 def test_the_spec_resolves_the_checkpoint_next_to_it(checkpoint, two_class_data, tmp_path):
     shutil.copy(checkpoint, tmp_path / "start.pt")
     path = write_spec(tmp_path / "spec.yaml", spec(two_class_data, tmp_path / "runs", pretrained="start.pt"))
-    prep = runner.prepare(path)
+    prep = prepare(path)
     assert prep.spec.pretrained == str((tmp_path / "start.pt").resolve())
     assert yaml.safe_load(Path(path).read_text())["pretrained"] == "start.pt"

@@ -13,12 +13,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from yolo_necks.ablation.compare import compare
-from yolo_necks.ablation.report import write_report
-from yolo_necks.ablation.sections import planning_line
-from yolo_necks.ablation.stats import holm, holm_levels, paired_delta, pareto_arms, summarize
-from yolo_necks.ablation.stopping import precision_check
-from yolo_necks.ablation.tdist import half_width, seeds_needed, t_ppf
+from yolo_necks.ablation.analyse.compare import compare
+from yolo_necks.ablation.analyse.report import write_report
+from yolo_necks.ablation.analyse.sections import planning_line
+from yolo_necks.ablation.analyse.stats import holm, holm_levels, paired_delta, pareto_arms, summarize
+from yolo_necks.ablation.analyse.stopping import precision_check
+from yolo_necks.ablation.analyse.tdist import half_width, seeds_needed, t_ppf
 from yolo_necks.cli import main as cli_main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,7 +32,7 @@ def rows_for(arms: dict[str, list[float | None]], baseline: str = "base", metric
         for seed, v in enumerate(values):
             rows.append({"sweep": "t", "arm": arm, "block": arm.upper(), "baseline": arm == baseline, "seed": seed,
                          "status": "failed" if v is None else "ok", metric: v,
-                         "latency_ms": None if v is None else 5.0 + 0.1 * k + 0.01 * seed})  # fmt: skip
+                         "latency_ms": None if v is None else 5.0 + 0.1 * k + 0.01 * seed})
     return pd.DataFrame(rows)
 
 
@@ -186,7 +186,7 @@ def test_pareto_front_by_mean_accuracy_and_latency():
         "n_ok": [3, 3, 3, 3, 0, 3],
         "map50_95_mean": [0.30, 0.25, 0.28, 0.30, 0.9, float("nan")],
         "latency_ms_mean": [5.0, 4.0, 6.0, 5.0, 1.0, 1.0],
-    })  # fmt: skip
+    })
     # c is dominated by a; a and d tie (both kept); e failed and f has no mAP: never on the front
     assert pareto_arms(s) == ["a", "b", "d"]
     assert pareto_arms(s.iloc[0:0]) == []
@@ -195,7 +195,7 @@ def test_pareto_front_by_mean_accuracy_and_latency():
 # --------------------------------------------------------------------------------------- stopping rule (runner)
 def test_precision_check_statuses_and_done():
     arms = {"base": [0.40, 0.45, 0.42, 0.44], "tight": [0.41, 0.46, 0.43, 0.45], "wide": [0.50, 0.40, 0.47, 0.41],
-            "one": [0.5, None, None, None], "dead": [None] * 4}  # fmt: skip
+            "one": [0.5, None, None, None], "dead": [None] * 4}
     check = precision_check(rows_for(arms), target=0.01)
     st = {a: p.status for a, p in check.arms.items()}
     assert st == {"tight": "reached", "wide": "open", "one": "too_few", "dead": "failed"}
@@ -275,7 +275,7 @@ def test_compare_shows_holm_also_for_an_older_summary_csv(tmp_path):
     write_report(sweep)
     full = pd.read_csv(sweep / "summary.csv")
     old = full[[c for c in full.columns if not c.endswith(("_delta_sd", "_p_holm", "_adj_lo", "_adj_hi",
-                                                         "_adj_level", "_sig", "_half", "_seeds_needed"))]]  # fmt: skip
+                                                         "_adj_level", "_sig", "_half", "_seeds_needed"))]]
     old = old.drop(columns=["verdict", "pareto", "primary_metric", "target"])
     old.to_csv(tmp_path / "old.csv", index=False)
     assert compare([tmp_path / "old.csv"]).split("| Arm |")[1] == text.split("| Arm |")[1]
@@ -283,5 +283,5 @@ def test_compare_shows_holm_also_for_an_older_summary_csv(tmp_path):
 
 def test_summary_puts_the_baseline_first_whatever_order_runs_finished_in():
     rows = [{"sweep": "s", "arm": a, "block": a, "baseline": a == "base", "seed": s, "status": "ok", "map50_95": v}
-            for s in (0, 1) for a, v in (("x", 0.3), ("base", 0.2), ("y", 0.1))]  # fmt: skip
+            for s in (0, 1) for a, v in (("x", 0.3), ("base", 0.2), ("y", 0.1))]
     assert list(summarize(pd.DataFrame(rows))["arm"]) == ["base", "x", "y"]

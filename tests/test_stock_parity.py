@@ -49,7 +49,7 @@ def offline_env(tmp_path: Path, autoload: str) -> dict:
     closed = "http://127.0.0.1:9"
     return {**os.environ, "YOLO_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "YOLO_NECKS_AUTOLOAD": autoload,
             "https_proxy": closed, "http_proxy": closed, "HTTPS_PROXY": closed, "HTTP_PROXY": closed,
-            "no_proxy": "", "NO_PROXY": "", "TORCH_HOME": str(tmp_path / f"torch-{autoload}")}  # fmt: skip
+            "no_proxy": "", "NO_PROXY": "", "TORCH_HOME": str(tmp_path / f"torch-{autoload}")}
 
 
 @pytest.mark.slow
@@ -57,7 +57,7 @@ def test_every_stock_yaml_builds_or_raises_alike_with_and_without_plugin(tmp_pat
     """Both processes run at once; each builds every YAML ultralytics ships (66 in 8.4)."""
     procs = {
         flag: subprocess.Popen([sys.executable, "-c", PARITY_CODE], cwd=tmp_path, env=offline_env(tmp_path, flag),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for flag in ("0", "1")
     }
     results = {}
@@ -140,7 +140,7 @@ def test_machine_failures_while_building_our_block_pass_through(tmp_path, test_b
     RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"),
     torch.OutOfMemoryError("CUDA out of memory"),
     MemoryError(),
-], ids=["cuda-error", "cuda-oom-message", "torch-oom", "memory"])  # fmt: skip
+], ids=["cuda-error", "cuda-oom-message", "torch-oom", "memory"])
 def test_machine_failures_in_the_first_forward_pass_pass_through(tmp_path, test_blocks, failure):
     _ForwardFails.failure = failure
     with pytest.raises(type(failure)) as info:
@@ -161,7 +161,7 @@ def test_yaml_failures_in_the_first_forward_pass_stay_one_line_with_the_cause_ch
 @pytest.mark.parametrize("row, cause", [
     ("[-1, 1, DyCAConv, [1024, 3, 1, 32, median]]", ValueError),  # the block rejects its argument
     ("[-1, 1, SPPF, [1024, 5, 3, False, 7, 9]]", TypeError),  # a built-in's constructor rejects its args
-])  # fmt: skip
+])
 def test_translated_parser_errors_keep_the_original_chained(tmp_path, row, cause):
     yolo_necks.register()
     path = model_with(tmp_path, row)
@@ -175,7 +175,7 @@ def test_a_one_line_yaml_error_still_prints_one_line_from_the_stock_cli(tmp_path
     """The chained cause must not bring a traceback back to the terminal (the start-up hook prints our line)."""
     path = model_with(tmp_path, "[-1, 1, DyCAConv, [1024, 3, 1, 32, median]]")
     r = subprocess.run([sys.executable, "-c", "from ultralytics import YOLO; import sys; YOLO(sys.argv[1])", path],
-                       cwd=ROOT, capture_output=True, text=True, env={**os.environ, "YOLO_OFFLINE": "1"})  # fmt: skip
+                       cwd=ROOT, capture_output=True, text=True, env={**os.environ, "YOLO_OFFLINE": "1"})
     assert r.returncode == 1
     lines = [line for line in r.stderr.strip().splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith(f"yolo-necks: error: {path}: layer 9 (DyCAConv)"), r.stderr

@@ -19,12 +19,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ablation_helpers import FakeTraining, make_tiny_dataset, tiny_spec, write_spec  # noqa: E402
 from test_stats import CPU_SWEEP  # noqa: E402
 
-from yolo_necks.ablation import arm_speed, valnoise  # noqa: E402
-from yolo_necks.ablation import run as run_module  # noqa: E402
+from yolo_necks.ablation.records import timings  # noqa: E402
+from yolo_necks.ablation.execute import valnoise  # noqa: E402
+from yolo_necks.ablation.records import replicates  # noqa: E402
+from yolo_necks.ablation.analyse import valshare  # noqa: E402
+from yolo_necks.ablation.execute import run as run_module  # noqa: E402
 from yolo_necks.ablation import runner  # noqa: E402
-from yolo_necks.ablation.compare import compare  # noqa: E402
-from yolo_necks.ablation.report import write_report  # noqa: E402
-from yolo_necks.ablation.stats import paired_delta, summarize  # noqa: E402
+from yolo_necks.ablation.prepare.prepare import prepare  # noqa: E402
+from yolo_necks.ablation.analyse.compare import compare  # noqa: E402
+from yolo_necks.ablation.analyse.report import write_report  # noqa: E402
+from yolo_necks.ablation.analyse.stats import paired_delta, summarize  # noqa: E402
 from yolo_necks.timing import time_interleaved  # noqa: E402
 
 ARMS = [
@@ -80,14 +84,14 @@ def test_a_sweep_times_every_arm_once_after_training_and_not_again_on_resume(rec
 
 
 def test_the_timing_key_follows_model_image_size_speed_settings_and_device(rect_data, tmp_path):
-    prep = runner.prepare(tiny_spec(rect_data, tmp_path, arms=ARMS))
-    key = arm_speed.timing_key(prep.models[0], prep.spec)
+    prep = prepare(tiny_spec(rect_data, tmp_path, arms=ARMS))
+    key = timings.timing_key(prep.models[0], prep.spec)
     speed = tiny_spec(rect_data, tmp_path)["speed"]
     for change, differs in (({"imgsz": 96}, True), ({"speed": {**speed, "repeats": 150}}, True),
                             ({"speed": {**speed, "device": "cpu"}}, False)):  # cpu named explicitly: the same device
-        other = runner.prepare(tiny_spec(rect_data, tmp_path, arms=ARMS, **change))
-        assert (arm_speed.timing_key(other.models[0], other.spec) != key) == differs
-    assert arm_speed.timing_key(prep.models[1], prep.spec) != key
+        other = prepare(tiny_spec(rect_data, tmp_path, arms=ARMS, **change))
+        assert (timings.timing_key(other.models[0], other.spec) != key) == differs
+    assert timings.timing_key(prep.models[1], prep.spec) != key
 
 
 def speed_rows(shares: dict[str, float], device: str = "AMD EPYC") -> list[dict]:
@@ -97,7 +101,7 @@ def speed_rows(shares: dict[str, float], device: str = "AMD EPYC") -> list[dict]
                      "throughput_ips": 100.0, "baseline": k == 0, "delta_ms": None if k == 0 else float(k),
                      "delta_sd_ms": None if k == 0 else 0.5, "delta_n": None if k == 0 else 100,
                      "delta_p": None if k == 0 else 1e-6, "dtype": "fp32", "device": "cpu", "device_name": device,
-                     "threads": 1, "cpu_share": share, "starved": share < 0.9, "host": "h"})  # fmt: skip
+                     "threads": 1, "cpu_share": share, "starved": share < 0.9, "host": "h"})
     return rows
 
 
@@ -105,7 +109,7 @@ def test_starved_timings_and_timings_from_several_devices_are_flagged(tmp_path):
     sweep = tmp_path / "sweep"
     shutil.copytree(CPU_SWEEP, sweep)
     arms = ["sppf", "spp", "focal", "dyca", "sk", "pyramid"]
-    arm_speed.record_timings(sweep, speed_rows({a: 0.99 for a in arms}))
+    timings.record_timings(sweep, speed_rows({a: 0.99 for a in arms}))
     md = write_report(sweep)["markdown"]
     assert "- speed: every arm timed once" in md and "Warning**: timings that got less than 90%" not in md
     summary = pd.read_csv(sweep / "summary.csv")
@@ -115,7 +119,7 @@ def test_starved_timings_and_timings_from_several_devices_are_flagged(tmp_path):
     assert half == pytest.approx(0.5 / 10 * 1.98421695, rel=1e-6)  # t(0.975, 99) * sd / sqrt(100)
     rows = speed_rows({a: (0.45 if a == "sk" else 0.99) for a in arms})
     rows[-1]["device_name"] = "Intel Xeon"
-    arm_speed.record_timings(sweep, [{**r, "session": "s2"} for r in rows])
+    timings.record_timings(sweep, [{**r, "session": "s2"} for r in rows])
     md = write_report(sweep)["markdown"]
     assert "Warning**: timings that got less than 90% of their thread budget (the machine was busy): sk (45%)" in md
     assert "Warning**: the arms' timings come from 2 device models (AMD EPYC, Intel Xeon)" in md
@@ -125,8 +129,8 @@ def test_compare_names_the_timing_device_and_warns_when_they_differ(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     for folder, device in ((a, "AMD EPYC"), (b, "Intel Xeon")):
         shutil.copytree(CPU_SWEEP, folder)
-        arm_speed.record_timings(folder, speed_rows({x: 0.99 for x in ["sppf", "spp", "focal", "dyca", "sk", "pyramid"]},
-                                                    device))  # fmt: skip
+        timings.record_timings(folder, speed_rows({x: 0.99 for x in ["sppf", "spp", "focal", "dyca", "sk", "pyramid"]},
+                                                    device))
     text = compare([a / "results.csv", b / "results.csv"])
     assert "latency timed on AMD EPYC" in text and "latency timed on Intel Xeon" in text
     assert "Warning**: the latency columns come from different devices (AMD EPYC, Intel Xeon)" in text
@@ -153,11 +157,11 @@ class OracleValidator:
                     n = len(boxes)
                     conf = torch.linspace(0.9, 0.5, n) if n else torch.zeros(0)
                     fake.append({"bboxes": boxes, "conf": conf, "cls": pb["cls"].float(),
-                                 "extra": torch.zeros(n, 0)})  # fmt: skip
+                                 "extra": torch.zeros(n, 0)})
                 super().update_metrics(fake, batch)
 
         return Oracle(args={"data": data, "imgsz": 64, "batch": 4, "workers": 0, "device": "cpu", "plots": False,
-                            "verbose": False, "mode": "val"})  # fmt: skip
+                            "verbose": False, "mode": "val"})
 
 
 @pytest.fixture(scope="module")
@@ -203,15 +207,15 @@ def test_paired_val_variance_from_two_runs_replicates(oracle_capture, tmp_path):
     for folder in (a, b, other):
         folder.mkdir()
     result = valnoise.bootstrap(capture)
-    valnoise.save(result, a)
+    replicates.save(result, a)
     shifted = {**result, "replicates": result["replicates"] * 0.5 + 0.1}
-    valnoise.save(shifted, b)
-    valnoise.save({**result, "names_hash": "other images"}, other)
-    var, n = valnoise.paired_val_variance({0: a}, {0: b}, 1)
+    replicates.save(shifted, b)
+    replicates.save({**result, "names_hash": "other images"}, other)
+    var, n = valshare.paired_val_variance({0: a}, {0: b}, 1)
     expected = np.var(result["replicates"][:, 1] - shifted["replicates"][:, 1], ddof=1)
     assert n == 1 and var == pytest.approx(float(expected))
-    assert valnoise.paired_val_variance({0: a}, {0: other}, 1) == (pytest.approx(math.nan, nan_ok=True), 0)
-    assert valnoise.paired_val_variance({0: a}, {1: b}, 1)[1] == 0  # not the same seed: not paired
+    assert valshare.paired_val_variance({0: a}, {0: other}, 1) == (pytest.approx(math.nan, nan_ok=True), 0)
+    assert valshare.paired_val_variance({0: a}, {1: b}, 1)[1] == 0  # not the same seed: not paired
 
 
 def test_results_record_bootstrap_errors_and_the_summary_the_val_share(tmp_path):
@@ -221,7 +225,7 @@ def test_results_record_bootstrap_errors_and_the_summary_the_val_share(tmp_path)
         for arm, off in (("base", 0.0), ("a", 0.01 * (seed % 2))):
             rows.append({"sweep": "t", "arm": arm, "block": arm, "baseline": arm == "base", "seed": seed,
                          "status": "ok", "map50_95": 0.3 + off, "map50": 0.5, "map50_95_se": 0.004,
-                         "map50_se": 0.006, "run_dir": str(tmp_path / f"{arm}{seed}")})  # fmt: skip
+                         "map50_se": 0.006, "run_dir": str(tmp_path / f"{arm}{seed}")})
     results = pd.DataFrame(rows)
     results.to_csv(tmp_path / "results.csv", index=False)
     out = write_report(tmp_path)

@@ -1,4 +1,4 @@
-"""Sweeps in MLflow and training curves (yolo_necks.ablation.tracking, plots.plot_curves).
+"""Sweeps in MLflow and training curves (yolo_necks.ablation.records.tracking, plots.plot_curves).
 
 A real MLflow store (SQLite in tmp_path, no mocks of mlflow): the sweep's experiment, its parent run with the
 sweep's files, one child run per row of results.csv with equal metrics, started in the process that trains the run
@@ -36,19 +36,20 @@ from ablation_helpers import (  # noqa: E402
     write_spec,
 )
 from conftest import ROOT, run_py  # noqa: E402
-from yolo_necks.ablation import run as run_module  # noqa: E402
+from yolo_necks.ablation.execute import run as run_module  # noqa: E402
 from yolo_necks.ablation import runner  # noqa: E402
-from yolo_necks.ablation.plots import MAP_CURVE, plot_curves  # noqa: E402
-from yolo_necks.ablation.report import load_results, write_report  # noqa: E402
-from yolo_necks.ablation.spec import load_spec  # noqa: E402
+from yolo_necks.ablation.prepare.prepare import prepare  # noqa: E402
+from yolo_necks.ablation.analyse.plots import MAP_CURVE, plot_curves  # noqa: E402
+from yolo_necks.ablation.analyse.report import load_results, write_report  # noqa: E402
+from yolo_necks.ablation.spec.load import load_spec  # noqa: E402
 from yolo_necks.cli import main as cli_main  # noqa: E402
 from yolo_necks.errors import NeckConfigError  # noqa: E402
 
 TAGS = ("arm", "block", "seed", "config_hash", "pretrained_sha", "device", "node", "torch", "ultralytics",
-        "yolo_necks", "status")  # fmt: skip
+        "yolo_necks", "status")
 NOT_NUMBERS = {"seed", "config_hash", "pretrained_sha", "git_commit", "node_id"}  # identities, never metrics
 SWEEP_ARTIFACTS = {"summary.md", "summary.csv", "pareto.png", "curves.png", "models/yolov8n-sppf.yaml",
-                   "models/yolov8n-spp.yaml"}  # fmt: skip
+                   "models/yolov8n-spp.yaml"}
 
 
 def read_rows(path) -> list[dict]:
@@ -94,7 +95,7 @@ def numeric_cells(row: dict) -> dict[str, float]:
 
 
 def assert_one_child_per_row(uri: str, sweep: Path, parent_id: str, exact_metrics: bool = True,
-                             experiment: str = "tiny") -> dict:  # fmt: skip
+                             experiment: str = "tiny") -> dict:
     """Each row of results.csv has exactly one child run, with the row's tags and numeric columns; returns the
     children by (config_hash, finished_at)."""
     rows = read_rows(sweep / "results.csv")
@@ -123,20 +124,20 @@ def here(tmp_path, monkeypatch):
 # ------------------------------------------------------------------------------------------------------- spec
 @pytest.mark.parametrize("value, uri", [(True, None), ("sqlite:///mlflow.db", "sqlite:///mlflow.db"),
                                         ("http://host:5000", "http://host:5000"), (None, "off"), (False, "off")])
-def test_mlflow_key_takes_true_null_or_a_uri_and_is_no_part_of_the_run_hashes(spec_file, value, uri):  # fmt: skip
+def test_mlflow_key_takes_true_null_or_a_uri_and_is_no_part_of_the_run_hashes(spec_file, value, uri):
     spec = load_spec(spec_file(mlflow=value))
     assert (spec.tracking.uri if spec.tracking else "off") == uri
     if spec.tracking:
         assert spec.tracking.experiment == "tiny"
         assert load_spec(spec_file(mlflow=value, mlflow_experiment="necks")).tracking.experiment == "necks"
-    hashes = [p.config_hash for p in runner.prepare(spec_file(mlflow=value)).plans]
-    assert hashes == [p.config_hash for p in runner.prepare(spec_file()).plans]
+    hashes = [p.config_hash for p in prepare(spec_file(mlflow=value)).plans]
+    assert hashes == [p.config_hash for p in prepare(spec_file()).plans]
 
 
 @pytest.mark.parametrize("changes, key", [({"mlflow": 3}, "mlflow"), ({"mlflow": "on"}, "mlflow"),
                                           ({"mlflow": "a b"}, "mlflow"), ({"mlflow": ["x"]}, "mlflow"),
                                           ({"mlflow": True, "mlflow_experiment": ""}, "mlflow_experiment"),
-                                          ({"mlflow_experiment": {"a": 1}}, "mlflow_experiment")])  # fmt: skip
+                                          ({"mlflow_experiment": {"a": 1}}, "mlflow_experiment")])
 def test_a_bad_mlflow_key_is_one_line_naming_file_and_key(spec_file, changes, key):
     path = spec_file(**changes)
     with pytest.raises(NeckConfigError) as err:
@@ -147,15 +148,15 @@ def test_a_bad_mlflow_key_is_one_line_naming_file_and_key(spec_file, changes, ke
 def test_run_imports_neither_torch_nor_mlflow_and_an_untracked_sweep_never_imports_tracking(spec_file):
     code = textwrap.dedent(f"""
         import sys
-        import yolo_necks.ablation.run
-        print("loaded", sorted(m for m in ("torch", "ultralytics", "mlflow", "yolo_necks.ablation.tracking")
+        import yolo_necks.ablation.execute.run
+        print("loaded", sorted(m for m in ("torch", "ultralytics", "mlflow", "yolo_necks.ablation.records.tracking")
                                if m in sys.modules))
         sys.path.insert(0, {str(ROOT / "tests")!r})
         from ablation_helpers import fake_execute
         from yolo_necks.ablation import runner
         runner.run_sweep({spec_file()!r}, execute=fake_execute)
-        print("loaded", sorted(m for m in ("mlflow", "yolo_necks.ablation.tracking") if m in sys.modules))
-    """)  # fmt: skip
+        print("loaded", sorted(m for m in ("mlflow", "yolo_necks.ablation.records.tracking") if m in sys.modules))
+    """)
     proc = run_py(code)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert [line for line in proc.stdout.splitlines() if line.startswith("loaded")] == ["loaded []", "loaded []"]
@@ -198,7 +199,7 @@ def test_sequential_sweep_logs_a_parent_and_one_child_per_row_resume_adds_nothin
 
 
 def test_two_workers_start_each_child_run_where_the_run_trains_and_a_dying_one_leaves_a_failed_run(
-        spec_file, here, monkeypatch):  # fmt: skip
+        spec_file, here, monkeypatch):
     crash = here / "crash"
     crash.mkdir()
     monkeypatch.setenv(CRASH_ONCE_ENV, str(crash))  # every run's first attempt SIGKILLs its worker mid-run
@@ -226,7 +227,7 @@ def test_two_workers_start_each_child_run_where_the_run_trains_and_a_dying_one_l
 
 
 def test_report_mlflow_backfills_a_sweep_folder_once_and_a_tracked_resume_finds_its_parent(spec_file, here,
-                                                                                            capsys):  # fmt: skip
+                                                                                            capsys):
     uri = f"sqlite:///{here / 'mlflow.db'}"
     path = spec_file(seeds=[0, 1])
     sweep = Path(path).parent / "runs" / "tiny"
@@ -279,7 +280,7 @@ def real_sweep(tmp_path_factory, rect_data) -> tuple[str, Path]:
     the test (YOLO_CONFIG_DIR), so the user's settings file is never touched."""
     root = tmp_path_factory.mktemp("real")
     arms = [{"name": "sppf", "block": "SPPF", "args": [5], "baseline": True},
-            {"name": "spp", "block": "SPP", "args": [[1, 3]]}]  # fmt: skip  (wider pools equal SPPF on 2x2 P5 maps)
+            {"name": "spp", "block": "SPP", "args": [[1, 3]]}]  # (wider pools equal SPPF on 2x2 P5 maps)
     spec = write_spec(root / "spec.yaml", tiny_spec(rect_data, root / "runs", arms=arms, seeds=[0, 1], epochs=2,
                                                     parallel=2, threads_per_run=1, mlflow="sqlite:///mlflow.db"))
     code = textwrap.dedent(f"""
@@ -287,11 +288,11 @@ def real_sweep(tmp_path_factory, rect_data) -> tuple[str, Path]:
         SETTINGS.update(mlflow=True)  # in YOLO_CONFIG_DIR: the worker processes read it too
         from yolo_necks.ablation import runner
         runner.run_sweep({spec!r})
-    """)  # fmt: skip
+    """)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
     env.update(YOLO_CONFIG_DIR=str(root / "config"), YOLO_OFFLINE="1", PYTHONUNBUFFERED="1")
     proc = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True,
-                          timeout=900)  # fmt: skip
+                          timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return f"sqlite:///{root / 'mlflow.db'}", root / "runs" / "tiny"
 
@@ -367,7 +368,7 @@ def test_a_sweep_without_mlflow_keeps_ultralytics_own_mlflow_callback_out_of_its
     from ultralytics.utils.callbacks import base
     from ultralytics.utils.callbacks import mlflow as ultralytics_mlflow
 
-    from yolo_necks.ablation.run import without_mlflow
+    from yolo_necks.ablation.execute.run import without_mlflow
 
     callbacks = base.get_default_callbacks()
     for event, fn in ultralytics_mlflow.callbacks.items():

@@ -446,7 +446,7 @@ def test_forward_error_in_a_fresh_process_without_register(tmp_path):
 @pytest.mark.parametrize("change, expected", [
     (lambda d: d.pop("backbone"), "'backbone' must be a list of [from, number, module, args] rows; it is missing"),
     (lambda d: d.__setitem__("backbone", []), "'backbone'"),
-])  # fmt: skip
+])
 def test_keys_read_before_parsing_in_a_fresh_process_without_register(tmp_path, change, expected):
     """ultralytics reads 'backbone' and 'nc' before it parses; the start-up hook wraps that step too, so even the
     first model of a process (before register() ran) gets the one-line error."""

@@ -106,7 +106,7 @@ def parse_edits(spec, kind: str, where: str) -> list[tuple[str, list[str]]]:
         if text.count("@") != 1:
             what = "has no '@position'" if "@" not in text else "has several '@'"
             raise NeckConfigError(f"{where}: {kind} '{item}' {what}; expected 'Block@position[,position...]' such as "
-                                  "'DyCAConv@p3,p4,p5'")  # fmt: skip
+                                  "'DyCAConv@p3,p4,p5'")
         block, _, places = text.partition("@")
         names = places.split(",")
         if not block:
@@ -131,7 +131,7 @@ def _known_block(name: str, ctx: str):
         close = difflib.get_close_matches(name, _known_names(tasks), n=3, cutoff=0.6)
         hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
         raise NeckConfigError(f"{ctx}: unknown block '{name}'{hint} (yolo-necks blocks: "
-                              f"{', '.join(sorted(blocks))}; or an ultralytics module such as SPPF)")  # fmt: skip
+                              f"{', '.join(sorted(blocks))}; or an ultralytics module such as SPPF)")
     return cls
 
 
@@ -148,16 +148,16 @@ def _resolve_position(token: str, info: Layers, names: dict, where: str, kind: s
         i = int(token)
         if not 0 <= i < info.head:
             raise NeckConfigError(f"{where}: {kind} {block}@{token}: layer index {i} is out of range; a block can "
-                                  f"follow layers 0..{info.head - 1} (layer {info.head} is the head)")  # fmt: skip
+                                  f"follow layers 0..{info.head - 1} (layer {info.head} is the head)")
         if info.shapes[i] is None:
             raise NeckConfigError(f"{where}: {kind} {block}@{token}: layer {i} ({info.rows[i][2]}) does not output "
-                                  "one feature map")  # fmt: skip
+                                  "one feature map")
         return i
     if token.lower() in names:
         return names[token.lower()]
     why = " (it has no single SPPF or SPP layer)" if token.lower() == "sppf" else ""
     raise NeckConfigError(f"{where}: {kind} {block}@{token}: unknown position '{token}'{why}; valid for this model: "
-                          f"{', '.join(names)} or a layer index 0..{info.head - 1}")  # fmt: skip
+                          f"{', '.join(names)} or a layer index 0..{info.head - 1}")
 
 
 def _block_args(args, blocks: list[str], where: str) -> dict[str, list]:
@@ -169,7 +169,7 @@ def _block_args(args, blocks: list[str], where: str) -> dict[str, list]:
         extra = [k for k in args if k not in blocks]
         if extra:
             raise NeckConfigError(f"{where}: args given for {', '.join(map(str, extra))}, which no edit uses "
-                                  f"(blocks edited: {', '.join(dict.fromkeys(blocks))})")  # fmt: skip
+                                  f"(blocks edited: {', '.join(dict.fromkeys(blocks))})")
         bad = [k for k, v in args.items() if not isinstance(v, (list, tuple))]
         if bad:
             raise NeckConfigError(f"{where}: args for {bad[0]} must be a list, got {args[bad[0]]!r}")
@@ -247,7 +247,7 @@ def _run_block(row: list, in_shape: tuple, d: dict, scale, ctx: str) -> tuple:
         except Exception as e:
             reason = one_line(e, 300).removeprefix(f"{_TINY}: layer 0 ({row[2]}): ").removeprefix(f"{_TINY}: ")
             raise NeckConfigError(f"{ctx}: {row[2]} does not build or run on the {shape_text(in_shape)} map it would "
-                                  f"read{_at(scale)} ({reason})") from None  # fmt: skip
+                                  f"read{_at(scale)} ({reason})") from None
     if not isinstance(out, torch.Tensor) or out.dim() != 4:
         raise NeckConfigError(f"{ctx}: {row[2]} does not output one feature map (got {type(out).__name__})")
     return tuple(out.shape)
@@ -263,7 +263,7 @@ def _channels_error(e: Edit, ctx: str, place: str, scale, want: int, got: int, c
         m = info.rows[e.index][2]
         why += f" (no c2 gives {m}'s channels at every scale: choose a channel-setting layer such as C2f)"
     return NeckConfigError(f"{ctx}: {e.block} would change the channels {place}{_at(scale)}: expected {want}, got {got}"
-                           f"{why}")  # fmt: skip
+                           f"{why}")
 
 
 def _check_shapes(e: Edit, d: dict, where: str) -> None:
@@ -287,7 +287,7 @@ def _check_shapes(e: Edit, d: dict, where: str) -> None:
         if got[2:] != want[2:]:
             raise NeckConfigError(f"{ctx}: {e.block} would change the stride {place}: expected {want[2]}x{want[3]} "
                                   f"(stride {info.stride(e.index)}), got {got[2]}x{got[3]} (stride "
-                                  f"{info.image[2] / got[2]:g})")  # fmt: skip
+                                  f"{info.image[2] / got[2]:g})")
 
 
 # ------------------------------------------------------------------------------------------------ the editing
@@ -340,12 +340,12 @@ def _plan(model, insert, replace, args) -> tuple[dict, str, list[Edit]]:
             this = f"'{kind} {block}@{token}'"
             if i in seen:
                 raise NeckConfigError(f"{where}: edits collide: {seen[i]} and {this} are both layer {i} "
-                                      f"({info.rows[i][2]}); give each layer one edit")  # fmt: skip
+                                      f"({info.rows[i][2]}); give each layer one edit")
             seen[i] = this
             f, n, m, _ = info.rows[i]
             if kind == "replace" and isinstance(f, list):
                 raise NeckConfigError(f"{where}: replace {block}@{token}: layer {i} ({m}) reads several layers "
-                                      f"{f}; a block replaces a layer with one input")  # fmt: skip
+                                      f"{f}; a block replaces a layer with one input")
             a, with_c2 = per_block[block], _takes_c2(block, classes[block])
             rest = [_unscaled_channels(d, where, i, info), *a] if with_c2 else a
             row = [-1, 1, block, rest] if kind == "insert" else [f, n, block, rest]

@@ -42,12 +42,12 @@ import torch.nn as nn
 from .catalog import BLOCKS, ENTRY_POINT_GROUP, LOCK, RESERVED_ATTRS, BlockSpec, register_builtins, registered_blocks
 from .errors import NeckConfigError, compat_error
 from .translate import (guard_first_forward, is_environment_error, model_being_initialized, parse_error,
-                        runs_stride_forward, with_layer)  # fmt: skip
+                        runs_stride_forward, with_layer)
 from .validate import check_row_shape, check_sections, tasks_module, validate_model_dict, yaml_where
 
 __all__ = ["register", "register_block", "registered_blocks", "unregister_block"]
 
-_STATE = {"installed": False, "parse_model": None, "torch_safe_load": None, "excepthook": None}
+_STATE = {"installed": False, "excepthook": None}
 
 
 # --------------------------------------------------------------------------------------------------------- proxies
@@ -200,10 +200,7 @@ def _check_not_builtin(tasks, name: str) -> None:
 
 
 def _load_entry_points() -> None:
-    try:
-        eps = metadata.entry_points(group=ENTRY_POINT_GROUP)
-    except TypeError:  # pragma: no cover - Python < 3.10 API
-        eps = metadata.entry_points().get(ENTRY_POINT_GROUP, [])
+    eps = metadata.entry_points(group=ENTRY_POINT_GROUP)
     for ep in eps:
         if ep.name in BLOCKS and BLOCKS[ep.name].source == f"entry point {ep.value}":
             continue
@@ -292,13 +289,11 @@ def _install(tasks) -> None:
     parse_model_with_necks._yolo_necks_wrapper = True
     parse_model_with_necks.__wrapped__ = parse_model
     parse_model_with_necks.__doc__ = parse_model.__doc__
-    _STATE["parse_model"] = parse_model
     tasks.parse_model = parse_model_with_necks
     if _init_signature_ok(initialize):
         tasks._initialize_yolo_model = _wrap_initialize(initialize, tasks)
     safe_load = _original(tasks, "torch_safe_load")
     if safe_load is not None:  # the allow-list is in place now: the lazy hook is no longer needed
-        _STATE["torch_safe_load"] = safe_load
         tasks.torch_safe_load = safe_load
     _install_excepthook()
 

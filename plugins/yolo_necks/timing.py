@@ -89,7 +89,7 @@ def measure(fn, x: torch.Tensor, warmup: int = 10, repeats: int = 100) -> Timing
 
 
 def time_interleaved(fns: dict[str, object], x: torch.Tensor, warmup: int, repeats: int, budget: float,
-                     rounds_out: dict[str, list[float]] | None = None):  # fmt: skip
+                     rounds_out: dict[str, list[float]] | None = None):
     """Time every callable on ``x`` round-robin: ``warmup`` untimed calls each, then up to ``repeats`` rounds.
 
     Every timed call goes through :func:`yolo_necks.timing.measure` (one repeat, synchronised on CUDA). The number

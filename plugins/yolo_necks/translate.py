@@ -21,7 +21,7 @@ from .validate import builtin_usage, is_int, literal, resolve_module, yaml_where
 
 # substrings of the RuntimeError messages of CUDA/cuDNN/cuBLAS failures (torch raises plain RuntimeErrors for them)
 _DEVICE_ERROR_MARKS = ("CUDA error", "CUDA out of memory", "CUDNN_STATUS", "cuDNN error", "CUBLAS_STATUS",
-                       "NCCL error", "MPS backend out of memory", "HIP error")  # fmt: skip
+                       "NCCL error", "MPS backend out of memory", "HIP error")
 
 
 def is_environment_error(e: BaseException) -> bool:

@@ -2,19 +2,25 @@
 
 Python API::
 
-    from yolo_necks.ablation import run_sweep, write_report, compare
+    from yolo_necks.ablation import run_sweep
+    from yolo_necks.ablation import write_report
+    from yolo_necks.ablation import compare
     df = run_sweep("ablations/default.yaml", epochs=50, seeds=[0, 1, 2])   # one row per (arm, seed)
     write_report("ablations/runs/default")                                  # summary.csv / summary.md / pareto.png
     print(compare(["runs/a", "runs/b"]))                                     # Markdown, side by side
 
-One stage per module: :mod:`.spec` (spec file, defaults, overrides, validation), :mod:`.variants` (arm model
-YAMLs), :mod:`.plan` (runs and their configuration hashes), :mod:`.store` (``results.csv``: atomic appends, locks,
-checked reads), :mod:`.run` (one run: train, validate, count, time; importable by a worker or a Ray task),
-:mod:`.executors` and :mod:`.ray_executor` (sequential, local worker processes, Ray), :mod:`.progress` (the sweep
-bar), :mod:`.runner` (checks before training, the sweep loop, adaptive seeds), :mod:`.speed` (latency and
-throughput), :mod:`.stats` (mean ± std, paired intervals, Holm, precision planning), :mod:`.report` (summaries,
-Pareto plot and training curves, comparison), :mod:`.tracking` (MLflow, only when a sweep asks for it), :mod:`.cli`
-(``yolo-necks ablate | report | compare``).
+The harness is four stages, each a package that imports only the stages before it, over one table of result
+columns:
+
+* :mod:`.records` -- the result columns (:mod:`.records.columns`), ``results.csv`` (:mod:`.records.store`),
+  ``speed.csv`` (:mod:`.records.timings`), a run's val-set bootstrap replicates, MLflow tracking;
+* :mod:`.spec` -- keys and defaults, command-line overrides, validation, the validated :class:`~.spec.types.Spec`;
+* :mod:`.prepare` -- the dataset, every arm's model (replace or insert), the pretrained transfer, the planned runs;
+* :mod:`.execute` -- executors (this process, local workers, Ray), one run, process isolation, timing the arms;
+* :mod:`.analyse` -- statistics, summary sections, report, plots, ``compare``.
+
+On top: :mod:`.runner` (the sweep loop), :mod:`.adaptive` (adaptive seeds) and :mod:`.cli`
+(``yolo-necks ablate | report | compare``). ARCHITECTURE.md draws the picture.
 """
 
 from __future__ import annotations
@@ -23,22 +29,21 @@ from yolo_necks._lazy import lazy_attributes
 
 _LAZY = {
     "run_sweep": "yolo_necks.ablation.runner",
-    "prepare": "yolo_necks.ablation.runner",
-    "ResultsStore": "yolo_necks.ablation.store",
-    "make_executor": "yolo_necks.ablation.factory",
-    "precision_check": "yolo_necks.ablation.stopping",
-    "holm": "yolo_necks.ablation.stats",
-    "seeds_needed": "yolo_necks.ablation.tdist",
-    "load_spec": "yolo_necks.ablation.spec",
-    "Spec": "yolo_necks.ablation.spec",
-    "DEFAULT_SPEC": "yolo_necks.ablation.spec",
-    "build_arms": "yolo_necks.ablation.variants",
-    "time_arms": "yolo_necks.ablation.arm_speed",
-    "paired_delta": "yolo_necks.ablation.stats",
-    "summarize": "yolo_necks.ablation.stats",
-    "t_ppf": "yolo_necks.ablation.tdist",
-    "write_report": "yolo_necks.ablation.report",
-    "compare": "yolo_necks.ablation.compare",
+    "ResultsStore": "yolo_necks.ablation.records.store",
+    "make_executor": "yolo_necks.ablation.execute.factory",
+    "precision_check": "yolo_necks.ablation.analyse.stopping",
+    "holm": "yolo_necks.ablation.analyse.stats",
+    "seeds_needed": "yolo_necks.ablation.analyse.tdist",
+    "load_spec": "yolo_necks.ablation.spec.load",
+    "Spec": "yolo_necks.ablation.spec.load",
+    "DEFAULT_SPEC": "yolo_necks.ablation.spec.load",
+    "build_arms": "yolo_necks.ablation.prepare.variants",
+    "time_arms": "yolo_necks.ablation.execute.arm_speed",
+    "paired_delta": "yolo_necks.ablation.analyse.stats",
+    "summarize": "yolo_necks.ablation.analyse.stats",
+    "t_ppf": "yolo_necks.ablation.analyse.tdist",
+    "write_report": "yolo_necks.ablation.analyse.report",
+    "compare": "yolo_necks.ablation.analyse.compare",
 }
 
 __all__ = list(_LAZY)

@@ -2,7 +2,7 @@
 
 Each arm is paired with the baseline by seed, so an arm that is already precise needs nothing more: it stops, and the
 seeds go to the arms that are still wide. The baseline runs every seed that any still-running arm gets. The rule
-looks at precision only (:func:`~yolo_necks.ablation.stopping.precision_check`: the half-width of each arm's own
+looks at precision only (:func:`~yolo_necks.ablation.analyse.stopping.precision_check`: the half-width of each arm's own
 paired interval), never at the sign or size of Δ or its p-value. An arm stops as
 
 - ``precise``: its half-width is within ``target``;
@@ -21,8 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .plan import RunPlan
-from .stopping import precision_check
+from .prepare.plan import RunPlan
+from .analyse.stopping import precision_check
 
 STOPPED = ("precise", "max", "failed", "no_baseline")
 
@@ -53,7 +53,7 @@ def _plans(prep, seeds: dict[str, list[int]]) -> list[RunPlan]:
 
 
 def adaptive_rounds(prep, slots: int, run_new: Callable[[list[RunPlan]], int], latest: Callable,
-                    log: Callable[[str], None]) -> AdaptiveResult:  # fmt: skip
+                    log: Callable[[str], None]) -> AdaptiveResult:
     """Add seeds arm by arm until each arm stops (see the module docstring).
 
     Args:
@@ -84,7 +84,7 @@ def adaptive_rounds(prep, slots: int, run_new: Callable[[list[RunPlan]], int], l
             done = ", ".join(f"{a} {len(seeds[a])} seeds ({why})" for a, why in result.stopped.items())
             saved = result.whole_rounds - result.runs
             log(f"adaptive seeds: every arm stopped: {done or 'no arm to compare'}; {check.reason}; {result.runs} "
-                f"runs, whole rounds would have run {result.whole_rounds} (saved {saved})")  # fmt: skip
+                f"runs, whole rounds would have run {result.whole_rounds} (saved {saved})")
             return result
         wanted = {a: check.arms[a].seeds_needed if a in check.arms else None for a in active}
         need = {a: max(1, (wanted[a] or len(seeds[a]) + 1) - len(seeds[a])) for a in active}
@@ -95,6 +95,6 @@ def adaptive_rounds(prep, slots: int, run_new: Callable[[list[RunPlan]], int], l
             seeds[a] += batch[: min(need[a], policy.max - len(seeds[a]))]
         seeds[base.name] = sorted(set(seeds[base.name]) | set(batch))
         log(f"adaptive seeds: {check.reason}; adding seed{'s' * (k > 1)} {', '.join(map(str, batch))} for "
-            f"{', '.join(active)} (and the baseline {base.name})")  # fmt: skip
+            f"{', '.join(active)} (and the baseline {base.name})")
         new = [p for p in _plans(prep, seeds) if p.seed in batch]
         result.ran += run_new(new)

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from ..errors import NeckConfigError
-from .keys import DEFAULT_SPEC, KEYS, SPEED_KEYS
+from .spec.keys import DEFAULT_SPEC, KEYS, SPEED_KEYS
 
 ABLATE_USAGE = "usage: yolo-necks ablate [SPEC.yaml] [key=value ...] [--retry-failed] [--dry-run] [--help]"
 
@@ -78,7 +78,7 @@ def _show(value) -> str:
 
 def ablate_main(argv: list[str]) -> int:
     """``yolo-necks ablate [SPEC.yaml] [key=value ...] [--retry-failed] [--dry-run]``."""
-    from .overrides import parse_overrides
+    from .spec.overrides import parse_overrides
 
     spec, items, retry, dry = None, [], False, False
     for arg in argv:
@@ -114,9 +114,9 @@ def ablate_main(argv: list[str]) -> int:
 def report_main(argv: list[str]) -> int:
     """``yolo-necks report DIR|results.csv [...] [--target 0.005] [--metric map50]``."""
     usage = ("usage: yolo-necks report SWEEP_DIR|results.csv [...] [--target T] [--metric M] [--margin E] "
-             "[--mlflow URI [--mlflow-experiment NAME]]")  # fmt: skip
+             "[--mlflow URI [--mlflow-experiment NAME]]")
     if not argv or argv[0] in ("-h", "--help"):
-        from .stats import METRICS
+        from .records.columns import METRICS
 
         print(
             f"{usage}\n\n"
@@ -140,7 +140,7 @@ def report_main(argv: list[str]) -> int:
             "  --mlflow-experiment NAME  the experiment (default: the spec's 'mlflow_experiment', else the sweep name)"
         )
         return 0 if argv else 2
-    from .report import write_report
+    from .analyse.report import write_report
 
     targets, options = [], {}
     it = iter(argv)
@@ -172,7 +172,7 @@ def report_main(argv: list[str]) -> int:
         print(out["markdown"])
         print("written: " + ", ".join(str(p) for p in out["paths"]))
         if mlflow is not None:
-            from .tracking import sync_folder
+            from .records.tracking import sync_folder
 
             print(sync_folder(target, None if mlflow.strip().lower() == "true" else mlflow.strip(), experiment))
     return 0
@@ -182,7 +182,7 @@ def compare_main(argv: list[str]) -> int:
     """``yolo-necks compare A B ... [--out FILE] [--metrics m1,m2]``."""
     usage = "usage: yolo-necks compare SWEEP [SWEEP ...] [--out FILE] [--metrics map50_95,latency_ms]"
     if not argv or argv[0] in ("-h", "--help"):
-        from .stats import METRICS
+        from .records.columns import METRICS
 
         print(
             f"{usage}\n\n"
@@ -214,7 +214,7 @@ def compare_main(argv: list[str]) -> int:
             raise NeckConfigError(f"compare: unknown option '{arg}' ({usage})")
         else:
             paths.append(arg)
-    from .compare import compare
+    from .analyse.compare import compare
 
     text = compare(paths, metrics)
     print(text)

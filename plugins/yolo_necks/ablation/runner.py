@@ -4,7 +4,7 @@ Order of work in :func:`run_sweep`:
 
 1. the spec is read; when at least two runs are certain to be pending, the local executor's worker processes start
    now and import torch and ultralytics while the sweep prepares (:mod:`.factory`);
-   :func:`~yolo_necks.ablation.preparation.prepare`: devices, dataset, every arm built and run forward, batch,
+   :func:`~yolo_necks.ablation.prepare.prepare.prepare`: devices, dataset, every arm built and run forward, batch,
    pretrained checkpoint and its transfer; a bad spec fails here, with one line, before anything trains;
 2. plan the runs seed by seed (:mod:`.plan`), each with its configuration hash;
 3. skip runs whose hash ``results.csv`` records as done (and failed ones unless ``retry_failed``) (:mod:`.store`);
@@ -25,20 +25,20 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import NeckConfigError
-from .executors import Executor
-from .factory import make_executor, start_early
-from .plan import RunPlan
-from .preparation import Prepared, prepare, write_inputs  # noqa: F401  (prepare is re-exported)
-from .run import DataRef, RunTask, environment
-from .spec import Spec, load_spec
-from .store import COLUMNS, RESULTS, ResultsStore, atomic_write, sweep_lock  # noqa: F401  (re-exported)
-from .variants import plain
+from .execute.executors import Executor
+from .execute.factory import check_available, make_executor, start_early
+from .execute.run import RunTask, environment
+from .prepare.plan import DataRef, RunPlan
+from .prepare.prepare import Prepared, prepare, write_inputs
+from .prepare.variants import plain
+from .records.columns import RESULTS_COLUMNS
+from .records.store import RESULTS, ResultsStore, sweep_lock
+from .spec.load import Spec, load_spec
 
 
 # -------------------------------------------------------------------------------------------------------- sweep
@@ -82,6 +82,7 @@ def run_sweep(
     # the sweep does not use them
     warm = None if dry_run else start_early(spec, len(store.read(warn=False)), execute)
     try:
+        check_available(spec.execution)
         prep = prepare(spec)
         if dry_run:
             _plan_status(prep, prep.plans, store, retry_failed, listing=True)
@@ -93,10 +94,8 @@ def run_sweep(
                 pending = max(pending, len(spec.arms))
             executor = make_executor(spec.execution, execute, pending, warm)
             if spec.execution.timing_node:  # a node that is not there fails now, not after training
-                from .ray_executor import find_node
-
                 try:
-                    find_node(executor.ray, spec.execution.timing_node)
+                    executor.check_timing_node(spec.execution.timing_node)
                 except NeckConfigError as err:
                     executor.close()
                     raise NeckConfigError(f"{spec.source}: {err}") from None
@@ -114,7 +113,7 @@ def _title(spec: Spec) -> str:
 
 
 def _plan_status(prep: Prepared, plans: list[RunPlan], store: ResultsStore, retry_failed: bool,
-                 listing: bool = False) -> list[RunPlan]:  # fmt: skip
+                 listing: bool = False) -> list[RunPlan]:
     """The runs still to do (logged), given what ``results.csv`` records."""
     from ultralytics.utils import LOGGER
 
@@ -129,9 +128,9 @@ def _plan_status(prep: Prepared, plans: list[RunPlan], store: ResultsStore, retr
     policy = spec.adaptive
     what = (f"{len(spec.arms)} arms x {len(seeds)} seeds = {len(plans)} runs" if policy is None else
             f"{len(spec.arms)} arms x seeds {seeds[0]}..{seeds[-1]} (adaptive: up to {policy.max} seeds until "
-            f"every interval is within ±{policy.target:g} on {spec.metric})")  # fmt: skip
+            f"every interval is within ±{policy.target:g} on {spec.metric})")
     LOGGER.info(f"{_title(spec)}: {what}; {n_done} done, {failed_note if n_failed else ''}{len(pending)} to run "
-                f"-> {spec.sweep_dir}")  # fmt: skip
+                f"-> {spec.sweep_dir}")
     if spec.baseline is None:
         LOGGER.warning(f"{_title(spec)}: the baseline arm is not selected; summaries will have no deltas")
     if listing:
@@ -153,7 +152,7 @@ def _recorded(store: ResultsStore, warn: bool = True) -> tuple[set, set]:
 
 
 def _pending(plans: list[RunPlan], store: ResultsStore, retry_failed: bool,
-             recorded: tuple[set, set] | None = None) -> list[RunPlan]:  # fmt: skip
+             recorded: tuple[set, set] | None = None) -> list[RunPlan]:
     """The planned runs still to do: not done, and not failed unless ``retry_failed``."""
     done, failed = recorded or _recorded(store, warn=False)
     return [p for p in plans if p.config_hash not in done and (retry_failed or p.config_hash not in failed)]
@@ -200,16 +199,16 @@ def _open_tracking(prep: Prepared):
     spec = prep.spec
     if spec.tracking is None:
         return None
-    from .tracking import open_sweep
+    from .records.tracking import open_sweep
 
     return open_sweep(spec.sweep_dir, spec.tracking.uri, spec.tracking.experiment, spec.effective, spec.name,
-                      _title(spec))  # fmt: skip
+                      _title(spec))
 
 
 def _run(prep: Prepared, store: ResultsStore, executor: Executor, retry_failed: bool, callbacks: dict | None):
     from ultralytics.utils import LOGGER
 
-    from .report import write_report
+    from .analyse.report import write_report
 
     spec, title = prep.spec, _title(prep.spec)
     write_inputs(prep)
@@ -229,7 +228,7 @@ def _run(prep: Prepared, store: ResultsStore, executor: Executor, retry_failed: 
                 lambda new: _execute(prep, _plan_status(prep, new, store, retry_failed), store, executor, env,
                                      callbacks, tracker),
                 lambda planned: _latest(store, planned), lambda line: LOGGER.info(f"{title}: {line}"),
-            )  # fmt: skip
+            )
             plans, ran = rounds.plans, ran + rounds.ran
     except KeyboardInterrupt:
         LOGGER.warning(f"{title}: interrupted; {ran} run(s) recorded this time. Run the same command to continue.")
@@ -257,7 +256,9 @@ def _time_arms(prep: Prepared, executor: Executor) -> None:
     latest timing session already covers every arm as it is now."""
     from ultralytics.utils import LOGGER
 
-    from .arm_speed import MIN_SHARE, needs_timing, record_timings, time_arms
+    from .analyse.stats import latency_deltas
+    from .execute.arm_speed import MIN_SHARE
+    from .records.timings import needs_timing, record_timings
 
     spec, title = prep.spec, _title(prep.spec)
     if not needs_timing(spec.sweep_dir, prep.models, spec):
@@ -266,13 +267,9 @@ def _time_arms(prep: Prepared, executor: Executor) -> None:
     given = spec.execution.threads_per_run
     threads = given if isinstance(given, int) else max(1, (os.cpu_count() or 1) // max(1, executor.slots))
     LOGGER.info(f"{title}: timing {len(prep.models)} arms once each, interleaved over {spec.speed.repeats} rounds, "
-                f"{threads} thread(s) on the CPU or one GPU, with nothing else of the sweep running")  # fmt: skip
-    if spec.execution.timing_node:
-        from .ray_executor import time_on_node
-
-        rows = time_on_node(executor.ray, spec.execution.timing_node, prep.models, spec, threads)
-    else:
-        rows = time_arms(prep.models, spec, threads)
+                f"{threads} thread(s) on the CPU or one GPU, with nothing else of the sweep running")
+    rows, rounds = executor.time_arms(prep.models, spec, threads, spec.execution.timing_node)
+    rows = latency_deltas(rows, rounds)
     record_timings(spec.sweep_dir, rows)
     for r in rows:
         if r["starved"]:
@@ -281,18 +278,18 @@ def _time_arms(prep: Prepared, executor: Executor) -> None:
 
 
 def _execute(prep: Prepared, plans: list[RunPlan], store: ResultsStore, executor: Executor, env: dict,
-             callbacks: dict | None, tracker=None) -> int:  # fmt: skip
+             callbacks: dict | None, tracker=None) -> int:
     """Run ``plans`` through the executor, appending every row as it arrives; return how many were recorded."""
     from ultralytics.utils import LOGGER
 
-    from .progress import SweepProgress
+    from .execute.progress import SweepProgress
 
     if not plans:
         return 0
     spec, title = prep.spec, _title(prep.spec)
     ref = tracker.ref if tracker is not None else None
     tasks = [RunTask(p, spec, prep.data_ref or DataRef(prep.data), _base_row(p, prep, env, executor),
-                     pretrained_sha=prep.pretrained_sha, tracking=ref) for p in plans]  # fmt: skip
+                     pretrained_sha=prep.pretrained_sha, tracking=ref) for p in plans]
     bar = SweepProgress(len(tasks), title, executor.slots)
     ran, started = 0, {}
     events = executor.run(tasks)
@@ -320,7 +317,7 @@ def _execute(prep: Prepared, plans: list[RunPlan], store: ResultsStore, executor
             status = f"done in {seconds:.0f} s" if ok else f"FAILED ({row.get('error', '')})"
             bar.clear()
             LOGGER.info(f"{title}: {event.task.label} {status}{where}  [{bar.done} done, {bar.running} running, "
-                        f"{bar.failed} failed, {bar.left} left]")  # fmt: skip
+                        f"{bar.failed} failed, {bar.left} left]")
             for fn in _callbacks(callbacks, "on_run_end"):
                 fn(row)
     except BaseException:
@@ -338,7 +335,7 @@ def _latest(store: ResultsStore, plans: list[RunPlan]):
 
     df = store.frame(warn=False)
     if not len(df) or "config_hash" not in df.columns:
-        return pd.DataFrame(columns=COLUMNS)
+        return pd.DataFrame(columns=RESULTS_COLUMNS)
     hashes = set(df["config_hash"])
     df = df.drop_duplicates(subset=["config_hash"], keep="last").set_index("config_hash", drop=False)
     return df.reindex([p.config_hash for p in plans if p.config_hash in hashes]).reset_index(drop=True)
@@ -350,6 +347,3 @@ def _frame(store: ResultsStore, plans: list[RunPlan], spec: Spec, summary: str |
     df.attrs.update(sweep_dir=str(spec.sweep_dir), summary_md=summary, ran=ran)
     return df
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit("use: yolo-necks ablate")
