@@ -52,10 +52,10 @@ def blocks_main(argv: list[str]) -> int:
     """``yolo-necks blocks``: list the registered blocks and their YAML arguments."""
     if argv and argv[0] in {"-h", "--help"}:
         print(
-            "usage: yolo-necks blocks [--markdown [--readme README.md]]\n\n"
+            "usage: yolo-necks blocks [--markdown [--readme docs/blocks.md]]\n\n"
             "List every block usable by name in model YAMLs, with its YAML arguments.\n"
             "--markdown   print the table of model_yamls/ necks with params and GFLOPs at yolov8n scale\n"
-            "--readme F   write that table between the blocks-table markers of F\n"
+            "--readme F   write that table between the blocks-table markers of F (docs/blocks.md)\n"
             "--yamls DIR  the model YAML folder (default: ./model_yamls)"
         )
         return 0
@@ -68,6 +68,10 @@ def blocks_main(argv: list[str]) -> int:
         if not yaml_dir.is_dir():
             yaml_dir = Path(__file__).resolve().parents[2] / "model_yamls"  # the source checkout
         if "--readme" in argv:
+            if argv.index("--readme") + 1 >= len(argv):
+                from .errors import NeckConfigError
+
+                raise NeckConfigError("--readme needs a file (e.g. docs/blocks.md)")
             readme = Path(argv[argv.index("--readme") + 1])
             print(f"{readme}: {'updated' if update_readme(readme, yaml_dir) else 'already up to date'}")
         else:

@@ -1,4 +1,5 @@
-"""The README's block table, generated (never typed by hand): ``yolo-necks blocks --markdown [--readme README.md]``.
+"""The block table of docs/blocks.md, generated (never typed by hand):
+``yolo-necks blocks --markdown --readme docs/blocks.md``.
 
 For every model YAML in ``model_yamls/`` at yolov8n scale: the neck layers' class and arguments (the layers built
 from registered blocks, else the SPP/SPPF layer; several are summed and named by position, ``DyCAConv x3 @p3,p4,p5``),
@@ -105,9 +106,13 @@ def markdown(yaml_dir: Path) -> str:
 
 def update_readme(readme: Path, yaml_dir: Path) -> bool:
     """Replace the text between the table markers in ``readme``; return True if it changed."""
+    from .errors import NeckConfigError
+
+    if not readme.is_file():
+        raise NeckConfigError(f"{readme}: file not found (the block table lives in docs/blocks.md)")
     text = readme.read_text()
     if START not in text or END not in text:
-        raise ValueError(f"{readme}: markers {START} / {END} not found")
+        raise NeckConfigError(f"{readme}: markers {START} / {END} not found")
     head, rest = text.split(START, 1)
     _, tail = rest.split(END, 1)
     new = f"{head}{START}\n{markdown(yaml_dir)}\n{END}{tail}"
