@@ -3,8 +3,9 @@
 For every device (CPU, and CUDA when present), dtype (fp32; also fp16 on CUDA), memory layout (contiguous,
 channels_last), batch size and feature-map shape, each module is timed with :func:`yolo_necks.timing.measure`
 (warm-up, CUDA synchronisation). The modules of one case are timed *interleaved*: round after round, every module
-runs once, so that load from other processes on the machine (which comes and goes) hits all of them alike; median,
-p90, min and standard deviation are computed over the rounds.
+runs once, so that load from other processes on the machine (which comes and goes) hits all of them alike, in an
+order shuffled every round by a fixed seed (``bench_tables.ORDER_SEED``: no module always runs first or after the same
+other one, and a rerun runs the same orders); median, p90, min and standard deviation are computed over the rounds.
 
 Per row: parameters, GFLOPs per image (operator-level count by :mod:`yolo_necks.flops`, torch's FlopCounterMode,
 2 FLOPs per multiply-add like ultralytics' ``thop MACs x 2``; element-wise work such as pooling is not counted), the
@@ -13,6 +14,10 @@ FastSPP/FastSPPF, the ultralytics module they replace) and against ultralytics' 
 the output is from that reference. A whole-model row compares yolov8n (fused, as ``predict`` runs it) stock against
 :func:`yolo_necks.accelerate`. Modules are benchmarked fused (Conv+BatchNorm folded, as after ``model.fuse()``)
 unless ``--no-fuse`` is given.
+
+With ``--formats onnx,openvino`` every module is also exported alone and timed in those runtimes (CPU, fp32,
+contiguous cases; :mod:`yolo_necks.deploy.bench`), in the same rounds as its PyTorch run, and the whole-model rows
+are exported with ultralytics' exporter (:func:`yolo_necks.deploy.export`) and timed there too.
 
 Writes ``bench.csv`` and ``bench.md`` under ``--out`` (default ``runs/bench/``) and prints the Markdown table.
 Numbers are measurements on a possibly shared machine: compare rows of one run, and read the spread.
@@ -30,7 +35,7 @@ import torch
 import torch.nn as nn
 
 from .errors import NeckConfigError, NeckError
-from .bench_tables import notes, to_markdown
+from .bench_tables import ORDER_SEED, notes, to_markdown
 from .timing import time_interleaved
 
 DEFAULT_SHAPES = ((256, 20, 20), (256, 40, 40), (512, 20, 20), (512, 40, 40))  # yolov8 n/s P5 and P4 necks
@@ -99,7 +104,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="yolov8n.yaml", help="model YAML of the whole-model row (built from YAML, "
                    "nothing is downloaded; default yolov8n.yaml)")
     p.add_argument("--imgsz", type=int, default=640, help="image size of the whole-model row (default 640)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's default)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's default); the "
+                   "runtimes of --formats get as many")
+    p.add_argument("--formats", default="torch", help="comma-separated runtimes to time beside PyTorch: onnx, "
+                   "openvino (needs the deploy extra; default: torch only)")
     p.add_argument("--out", default="runs/bench", help="output folder (default runs/bench/)")
     return p
 
@@ -278,9 +286,16 @@ def _gflops(module: nn.Module, shape: tuple[int, ...]) -> float:
 
 
 def bench_cases(cases: list[Case], x: torch.Tensor, warmup: int, repeats: int, budget: float, meta: dict,
-                flops_cache: dict) -> list[dict]:
-    """Time one case group on ``x`` and turn it into table rows (``meta`` gives the shared columns)."""
-    timings = time_interleaved({c.name: c.fn for c in cases}, x, warmup, repeats, budget)
+                flops_cache: dict, formats: list[str] = ()) -> list[dict]:
+    """Time one case group on ``x`` and turn it into table rows (``meta`` gives the shared columns); with
+    ``formats``, each shown module also exported and timed in those runtimes, in the same rounds."""
+    deployed = []
+    if formats:
+        from .deploy.bench import deploy_cases
+
+        deployed = deploy_cases(cases, x, list(formats), torch.get_num_threads())
+    fns = {c.name: c.fn for c in cases} | {d.key: d.runner for d in deployed if d.runner is not None}
+    timings = time_interleaved(fns, x, warmup, repeats, budget, order_seed=ORDER_SEED)
     with torch.inference_mode():
         outputs = {c.name: c.fn(x) for c in cases}
     by_name = {c.name: c for c in cases}
@@ -318,12 +333,17 @@ def bench_cases(cases: list[Case], x: torch.Tensor, warmup: int, repeats: int, b
             row.update(ref_median_ms=r.median_ms, vs_ref=t.median_ms / r.median_ms, max_abs_diff_vs_ref=diff,
                        exact_vs_ref="yes" if same else "no")
         rows.append(row)
+    if deployed:
+        from .deploy.bench import format_rows
+
+        rows += format_rows(cases, deployed, timings, outputs, x, meta, rows)
     return rows
 
 
 def bench_model(model_yaml: str, imgsz: int, device: str, dtype: torch.dtype, layout: str, warmup: int,
-                repeats: int, budget: float) -> list[dict]:
-    """Rows for ``model_yaml`` (fused, batch 1, ``imgsz``) stock and after :func:`yolo_necks.accelerate`."""
+                repeats: int, budget: float, formats: list[str] = ()) -> list[dict]:
+    """Rows for ``model_yaml`` (fused, batch 1, ``imgsz``) stock and after :func:`yolo_necks.accelerate`; with
+    ``formats``, both exported by ultralytics' exporter and timed in those runtimes in the same rounds."""
     from ultralytics import YOLO
     from ultralytics.utils import LOGGER
 
@@ -345,7 +365,13 @@ def bench_model(model_yaml: str, imgsz: int, device: str, dtype: torch.dtype, la
         Case(f"{name} stock", "model", stock, stock),
         Case(f"{name} accelerated", "model", fast, fast, ref=f"{name} stock"),
     ]
-    timings = time_interleaved({c.name: c.fn for c in cases}, x, warmup, repeats, budget)
+    deployed = []
+    if formats:
+        from .deploy.bench import deploy_models
+
+        deployed = deploy_models({c.name: c.module for c in cases}, imgsz, list(formats), torch.get_num_threads())
+    fns = {c.name: c.fn for c in cases} | {d.key: d.runner for d in deployed if d.runner is not None}
+    timings = time_interleaved(fns, x, warmup, repeats, budget, order_seed=ORDER_SEED)
     with torch.inference_mode():
         a, b = stock(x), fast(x)
     diff, same = _compare(b, a)
@@ -362,6 +388,12 @@ def bench_model(model_yaml: str, imgsz: int, device: str, dtype: torch.dtype, la
             row.update(ref_median_ms=r.median_ms, vs_ref=t.median_ms / r.median_ms, max_abs_diff_vs_ref=diff,
                        exact_vs_ref="yes" if same else "no")
         rows.append(row)
+    if deployed:
+        from .deploy.bench import format_rows
+
+        with torch.inference_mode():
+            outputs = {case.name: case.fn(x)[0] for case in cases}
+        rows += format_rows(cases, deployed, timings, outputs, x, meta, rows)
     LOGGER.info(
         f"yolo-necks bench: {name} {imgsz}px {device} {meta['dtype']} {layout}: stock {rows[0]['median_ms']:.2f} ms, "
         f"accelerated {rows[1]['median_ms']:.2f} ms (x{rows[1]['vs_ref']:.3f}, outputs identical: {same})"
@@ -386,6 +418,9 @@ def run_bench(args) -> "pd.DataFrame":  # noqa: F821
     if bad or not layouts:
         raise NeckConfigError(f"bench: --layouts must be from {', '.join(LAYOUTS)}, got '{args.layouts}'")
     selected = [v.strip() for v in args.blocks.split(",") if v.strip()] if args.blocks else None
+    from .deploy.bench import FORMAT_COLUMNS, runtime_formats
+
+    formats = runtime_formats(args.formats)  # a missing runtime: one line now, before anything is timed
     if args.threads:
         torch.set_num_threads(args.threads)
     fuse = not args.no_fuse
@@ -415,21 +450,28 @@ def run_bench(args) -> "pd.DataFrame":  # noqa: F821
             x = x.contiguous(memory_format=torch.channels_last)
         meta = dict(device=device, dtype=str(dtype).replace("torch.", ""), layout=layout, batch=b,
                     shape=f"{c}x{h}x{w}", fused=fuse)
-        rows += bench_cases(built[key], x, warmup, repeats, args.budget, meta, flops_cache)
+        deploy_here = formats if (device, dtype, layout) == ("cpu", torch.float32, "contiguous") else []
+        rows += bench_cases(built[key], x, warmup, repeats, args.budget, meta, flops_cache, deploy_here)
     if not args.no_model:
         for device in devices:
             dtypes = [torch.float32] + ([torch.float16] if device == "cuda" and not args.no_fp16 else [])
             for dtype in dtypes:
                 for layout in layouts if not quick else layouts[:1]:
+                    deploy_here = formats if (device, dtype, layout) == ("cpu", torch.float32, "contiguous") else []
                     rows += bench_model(args.model, args.imgsz, device, dtype, layout, warmup,
-                                        min(repeats, 10) if quick else repeats, args.budget)
+                                        min(repeats, 10) if quick else repeats, args.budget, deploy_here)
     for s in skipped:
         LOGGER.warning(f"yolo-necks bench: skipped {s}")
     df = pd.DataFrame(rows)
-    for col in COLUMNS:
+    columns = COLUMNS + (FORMAT_COLUMNS if formats else [])
+    if formats:
+        torch_rows = df["format"].isna()
+        df.loc[torch_rows, "format"] = "torch"
+        df.loc[torch_rows, "runtime"] = f"torch {torch.__version__}"
+    for col in columns:
         if col not in df.columns:
             df[col] = None
-    df = df[COLUMNS]
+    df = df[columns]
     df.attrs["notes"] = notes(fuse, torch.get_num_threads(), skipped)
     return df
 
@@ -447,7 +489,13 @@ def bench_main(argv: list[str]) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     df.to_csv(out / "bench.csv", index=False)
-    md = "# yolo-necks bench\n\n" + to_markdown(df) + "\n\n" + df.attrs.get("notes", "") + "\n"
+    if "format" in df.columns:  # --formats: a latency column per runtime, then the runtimes' own table
+        from .deploy.bench import formats_markdown
+
+        table = formats_markdown(df)
+    else:
+        table = to_markdown(df)
+    md = "# yolo-necks bench\n\n" + table + "\n\n" + df.attrs.get("notes", "") + "\n"
     (out / "bench.md").write_text(md)
     print(md)
     LOGGER.info(f"yolo-necks bench: {len(df)} rows in {time.perf_counter() - t0:.1f}s -> {out / 'bench.csv'}, "

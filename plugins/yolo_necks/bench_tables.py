@@ -6,16 +6,18 @@ import math
 
 import torch
 
+ORDER_SEED = 0  # the seed of the per-round shuffled order of a case's modules (timing.time_interleaved)
+
 
 def _fmt(value, col: str) -> str:
     if isinstance(value, float):
         if math.isnan(value):
             return ""
-        if col in ("vs_ref", "vs_sppf"):
+        if col in ("vs_ref", "vs_sppf", "vs_torch"):
             return f"{value:.2f}"
         if col == "gflops":
             return f"{value:.3f}"
-        if col == "max_abs_diff_vs_ref":
+        if col in ("max_abs_diff_vs_ref", "max_abs_diff_vs_torch"):
             return f"{value:.1e}" if value else "0"
         return f"{value:.3f}" if value < 10 else f"{value:.1f}"
     if col == "params":
@@ -42,12 +44,15 @@ MD_COLUMNS = {
 }
 
 
-def to_markdown(df) -> str:
-    """A GitHub Markdown table of the bench rows (no extra dependency)."""
-    cols = [c for c in MD_COLUMNS if c in df.columns]
+def to_markdown(df, columns: dict[str, str] | None = None) -> str:
+    """A GitHub Markdown table of the bench rows (no extra dependency); ``columns``: {column: header} to show
+    instead of the default ones (numbers right-aligned)."""
+    names = columns or MD_COLUMNS
+    cols = [c for c in names if c in df.columns]
     right = {"batch", "params", "gflops", "median_ms", "p90_ms", "min_ms", "std_ms", "vs_ref", "vs_sppf",
              "max_abs_diff_vs_ref"}
-    lines = ["| " + " | ".join(MD_COLUMNS[c] for c in cols) + " |",
+    right |= {c for c in names if c not in MD_COLUMNS and c not in ("format", "runtime", "status", "exact_vs_ref")}
+    lines = ["| " + " | ".join(names[c] for c in cols) + " |",
              "|" + "|".join("---:" if c in right else "---" for c in cols) + "|"]
     for rec in df.to_dict("records"):
         lines.append("| " + " | ".join(_fmt(rec[c], c) for c in cols) + " |")
@@ -57,7 +62,8 @@ def to_markdown(df) -> str:
 def notes(fuse: bool, threads: int, skipped: list[str]) -> str:
     notes = [
         f"Modules {'fused (Conv+BN folded)' if fuse else 'unfused'}, eval mode; torch {torch.__version__}, "
-        f"{threads} CPU thread(s). Timings interleaved round-robin per case via yolo_necks.timing.measure.",
+        f"{threads} CPU thread(s). Timings interleaved per case via yolo_necks.timing.measure, the modules' order "
+        f"shuffled every round (seed {ORDER_SEED}).",
         "vs ref: median / median of the block's plain reference formulation (yolo_necks.reference), or of the "
         "ultralytics module a Fast* module replaces; < 1 is faster. vs SPPF: median / ultralytics SPPF's median at "
         "the same device, dtype, layout, batch and shape.",

@@ -7,6 +7,7 @@ never asserted on.
 
 from __future__ import annotations
 
+import random
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -89,13 +90,19 @@ def measure(fn, x: torch.Tensor, warmup: int = 10, repeats: int = 100) -> Timing
 
 
 def time_interleaved(fns: dict[str, object], x: torch.Tensor, warmup: int, repeats: int, budget: float,
-                     rounds_out: dict[str, list[float]] | None = None):
-    """Time every callable on ``x`` round-robin: ``warmup`` untimed calls each, then up to ``repeats`` rounds.
+                     rounds_out: dict[str, list[float]] | None = None, order_seed: int | None = None,
+                     orders_out: list[list[str]] | None = None):
+    """Time every callable on ``x`` interleaved: ``warmup`` untimed calls each, then up to ``repeats`` rounds in
+    which every callable runs once.
 
     Every timed call goes through :func:`yolo_necks.timing.measure` (one repeat, synchronised on CUDA). The number
     of rounds is cut (to at least 3) when the estimated time exceeds ``budget`` seconds (``budget <= 0``: no cap).
+    ``order_seed``: each round runs the callables in an order shuffled by ``random.Random(order_seed)`` (the same
+    seed, the same orders), so that no callable always runs first or always after the same other one (caches,
+    clocks and allocator state left by the previous call); None keeps the order of ``fns`` in every round.
     Returns ``{name: Timing}`` over the rounds; ``rounds_out``, when given, receives each callable's milliseconds
-    round by round (the rounds of two callables are paired: they ran next to each other).
+    round by round (the rounds of two callables are paired: they ran in the same round), ``orders_out`` each round's
+    order of names.
     """
     estimate = 0.0
     for fn in fns.values():
@@ -104,9 +111,15 @@ def time_interleaved(fns: dict[str, object], x: torch.Tensor, warmup: int, repea
     if budget > 0 and estimate > 0:
         rounds = max(min(3, repeats), min(repeats, int(budget / estimate)))
     times: dict[str, list[float]] = {k: [] for k in fns}
+    shuffler = random.Random(order_seed) if order_seed is not None else None
     for _ in range(rounds):
-        for k, fn in fns.items():
-            times[k].append(measure(fn, x, warmup=0, repeats=1).median_ms)
+        order = list(fns)
+        if shuffler is not None:
+            shuffler.shuffle(order)
+        for k in order:
+            times[k].append(measure(fns[k], x, warmup=0, repeats=1).median_ms)
+        if orders_out is not None:
+            orders_out.append(order)
     if rounds_out is not None:
         rounds_out.update(times)
     out = {}
