@@ -92,29 +92,45 @@ def fake_metrics(plan, spec, offset: float = 0.0) -> dict:
         "recall": 0.5,
         "params": 1000 + k,
         "gflops": 1.0 + k / 10,
-        "latency_ms": 5.0 + k / 10 + 0.01 * plan.seed,
-        "latency_p90_ms": 6.0 + k / 10,
-        "latency_std_ms": 0.1,
-        "throughput_ips": 200.0 - k,
-        "speed_device": "cpu",
-        "speed_device_name": "test cpu",
-        "speed_dtype": "fp32",
-        "speed_repeats": spec.speed.repeats,
-        "speed_warmup": spec.speed.warmup,
-        "throughput_batch": spec.speed.throughput_batch,
-        "throughput_repeats": spec.speed.throughput_repeats,
-        "speed_threads": 1,
         "train_s": 1.0,
         "val_s": 0.1,
         "epochs_run": spec.epochs,
         "weights": "",
+        **fake_sizes(plan, offset),
+        "_per_class": fake_classes(plan, offset),
     }
+
+
+def fake_sizes(plan, offset: float = 0.0) -> dict:
+    """Deterministic COCO columns of a run: AP small differs between arms by a constant over seeds, AP medium by
+    arm and seed alike, and the val split has no large object (an empty bucket: no value, count 0)."""
+    k = sum(map(ord, plan.arm.name)) % 7
+    return {
+        "coco_map50_95": 0.39 + 0.01 * k + 0.003 * plan.seed + offset,
+        "coco_map50": 0.59 + 0.01 * k + offset,
+        "map_small": 0.2 + 0.02 * k + 0.004 * plan.seed + offset,
+        "map_medium": 0.5 + 0.001 * ((k * 3 + plan.seed) % 5) + offset,
+        "map_large": None,
+        "ar100": 0.5,
+        "n_small": 30, "n_medium": 20, "n_large": 0,
+        **{f"{m}_se": 0.01 for m in ("coco_map50_95", "coco_map50", "map_small", "map_medium", "ar100")},
+        "map_large_se": float("nan"),
+    }
+
+
+def fake_classes(plan, offset: float = 0.0) -> list[dict]:
+    """Deterministic per-class rows of a run (classes c0 and c1 present in val, as in the rectangles dataset): class
+    c0 gains with the arm's constant, c1 does not."""
+    k = sum(map(ord, plan.arm.name)) % 7
+    return [{"class": 0, "name": "c0", "n_instances": 5, "ap50": 0.6 + 0.01 * k, "ap50_95": 0.4 + 0.01 * k + offset},
+            {"class": 1, "name": "c1", "n_instances": 3, "ap50": 0.5, "ap50_95": 0.3 + 0.001 * plan.seed + offset}]
 
 
 FAIL_ARMS_ENV = "YOLO_NECKS_TEST_FAIL_ARMS"  # comma-separated arms that fail
 HOLD_ENV = "YOLO_NECKS_TEST_HOLD"  # "arm,arm:FILE": those arms wait until FILE exists
 PID_DIR_ENV = "YOLO_NECKS_TEST_PID_DIR"  # every call writes ARM-sSEED.pid there
 CRASH_ONCE_ENV = "YOLO_NECKS_TEST_CRASH_ONCE"  # a folder: the first attempt of every run SIGKILLs its own process
+BARRIER_ENV = "YOLO_NECKS_TEST_BARRIER"  # "N:FOLDER": every call waits until N calls have reached it
 WAIT_S = 120.0  # upper bound of any wait in the stand-ins (a stuck test fails instead of hanging)
 
 
@@ -138,6 +154,15 @@ def fake_execute(plan, spec, data):
         if not marker.exists():
             marker.write_text(str(os.getpid()))
             os.kill(os.getpid(), signal.SIGKILL)  # the worker process dies mid-run
+    barrier = os.environ.get(BARRIER_ENV, "")
+    if barrier:  # runs that must overlap (each in its own worker): none goes on before all have started
+        count, _, folder = barrier.partition(":")
+        (Path(folder) / f"{name}.{os.getpid()}").write_text("")
+        deadline = time.monotonic() + WAIT_S
+        while len(list(Path(folder).iterdir())) < int(count):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"waited {WAIT_S:.0f} s for {count} runs to start together ({folder})")
+            time.sleep(0.02)
     hold = os.environ.get(HOLD_ENV, "")
     if hold:
         arms, _, release = hold.partition(":")

@@ -7,6 +7,7 @@ replace ``run.execute_run`` (train + validate + time) with a deterministic stand
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 import signal
@@ -15,6 +16,7 @@ import sys
 from pathlib import Path
 from unittest import mock
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -25,6 +27,7 @@ from ablation_helpers import FakeTraining, tiny_spec, write_spec  # noqa: E402
 from yolo_necks.ablation.execute import run as run_module  # noqa: E402
 from yolo_necks.ablation import runner  # noqa: E402
 from yolo_necks.ablation.prepare.prepare import prepare  # noqa: E402
+from yolo_necks.ablation.records import replicates  # noqa: E402
 from yolo_necks.ablation.records.store import ResultsStore, sweep_lock  # noqa: E402
 from yolo_necks.ablation.cli import ablate_help  # noqa: E402
 from yolo_necks.ablation.analyse.compare import compare  # noqa: E402
@@ -209,6 +212,11 @@ def test_tiny_sweep_end_to_end_through_the_cli(spec_file):
     rows = read_rows(sweep / "results.csv")
     assert [(r["arm"], r["seed"], r["status"]) for r in rows] == [("sppf", "0", "ok"), ("spp", "0", "ok")]
     assert set(REQUIRED_COLUMNS) <= set(rows[0]) and not set(SPEED_COLUMNS) & set(rows[0])
+    per_class = read_rows(sweep / "per_class.csv")
+    data = yaml.safe_load(Path(path).read_text())["data"]
+    boxes = [ln.split() for f in sorted((Path(data).parent / "labels" / "val").glob("*.txt"))
+             for ln in f.read_text().splitlines() if ln.strip()]
+    classes = [int(b[0]) for b in boxes]
     for r in rows:
         assert 0.0 <= float(r["map50_95"]) <= float(r["map50"]) <= 1.0
         assert int(r["params"]) > 1_000_000 and float(r["gflops"]) > 0
@@ -220,7 +228,23 @@ def test_tiny_sweep_end_to_end_through_the_cli(spec_file):
         assert (run_dir / f"yolov8n-{r['arm']}.yaml").is_file()
         args = yaml.safe_load((run_dir / "args.yaml").read_text())
         assert args["seed"] == 0 and args["deterministic"] is True and args["imgsz"] == 64
+        # COCO's AP by size on the same predictions: every rectangle (12-32 px a side) is small with COCO's buckets
+        assert 0.0 <= float(r["coco_map50_95"]) <= float(r["coco_map50"]) <= 1.0 and 0 <= float(r["ar100"]) <= 1
+        assert (int(r["n_small"]), r["n_medium"], r["n_large"]) == (len(boxes), "0", "0")
+        assert r["map_medium"] == r["map_large"] == "" and 0.0 <= float(r["map_small"]) <= 1.0
+        assert json.loads(r["size_buckets"]) == [1024.0, 9216.0] and float(r["map_small_se"]) >= 0
+        named, _ = replicates.load_metrics(run_dir)
+        assert {"map50", "map50_95", "coco_map50_95", "map_small", "map_large"} <= set(named)
+        assert np.isnan(named["map_large"]).all() and len(named["map_small"]) == len(named["map50"])
+        assert not (run_dir / "val" / "predictions.json").exists()  # evaluated, then removed
+        mine = [c for c in per_class if c["config_hash"] == r["config_hash"]]
+        assert sorted(int(c["class"]) for c in mine) == sorted(set(classes))  # exactly the classes present
+        assert [c["arm"] for c in mine] == [r["arm"]] * len(mine) and all(0 <= float(c["ap50_95"]) <= 1 for c in mine)
+        assert sum(int(c["n_instances"]) for c in mine) == len(boxes)
     assert rows[0]["config_hash"] != rows[1]["config_hash"]
+    assert len(per_class) == 2 * len(set(classes))
+    md = (sweep / "summary.md").read_text()
+    assert "## AP by object size" in md and "## AP per class" in md and "AP medium and AP large are n/a" in md
     timed = read_rows(sweep / "speed.csv")  # each arm timed once, after training
     assert [r["arm"] for r in timed] == ["sppf", "spp"]
     for r in timed:
@@ -238,6 +262,7 @@ def test_tiny_sweep_end_to_end_through_the_cli(spec_file):
     with mock.patch.object(run_module, "execute_run", fake):
         df = runner.run_sweep(path)
     assert fake.calls == [] and df.attrs["ran"] == 0 and len(read_rows(sweep / "results.csv")) == 2
+    assert read_rows(sweep / "per_class.csv") == per_class  # a recorded run adds no per-class rows again
     assert list(df["map50_95"]) == [float(r["map50_95"]) for r in rows]
 
 

@@ -1,7 +1,8 @@
-"""Adaptive seeds, per arm: each arm gets more seeds until its own interval on the primary metric is within the
-target, or ``max`` seeds; the baseline runs every seed an arm needs. The runs are a stand-in whose paired differences
-have chosen noise levels per arm, so where each arm must stop is computed here independently (Student-t half-width of
-its first n differences)."""
+"""Adaptive seeds, per arm, by Stein's two-stage rule: a pilot of ``min`` seeds fixes each arm's total once, from the
+SD of its pilot's paired differences (``max(min, ceil((t(0.975, min − 1) · sd / target)²))``, at most ``max``); the
+baseline runs every seed an arm needs. The runs are a stand-in whose paired differences have chosen noise levels per
+arm, so where each arm must stop is computed here independently (scipy's t quantile on its first ``min``
+differences)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,6 @@ from ablation_helpers import fake_metrics  # noqa: E402
 from yolo_necks.ablation.execute import run as run_module  # noqa: E402
 from yolo_necks.ablation import runner  # noqa: E402
 from yolo_necks.ablation.spec.load import load_spec  # noqa: E402
-from yolo_necks.ablation.analyse.tdist import t_ppf  # noqa: E402
 from yolo_necks.errors import NeckConfigError  # noqa: E402
 
 # paired differences (arm - baseline) of mAP50-95 by seed: 'noisy' alternates around +0.01, 'steady' is constant
@@ -45,19 +45,20 @@ class NoisyTraining:
         return row
 
 
-def half_width(d: list[float]) -> float:
-    n = len(d)
-    mean = sum(d) / n
-    sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (n - 1))
-    return t_ppf(0.975, n - 1) * sd / math.sqrt(n)
+def stein(d: list[float], target: float, lo: int, hi: int) -> tuple[int, int]:
+    """Independently: (the total Stein's rule gives an arm whose paired differences by seed are ``d``, the total
+    before the cap) from its first ``lo`` differences."""
+    t = pytest.importorskip("scipy.stats").t
+    pilot = d[:lo]
+    mean = sum(pilot) / lo
+    sd = math.sqrt(sum((x - mean) ** 2 for x in pilot) / (lo - 1))
+    wanted = lo if sd < 1e-12 else max(lo, math.ceil((t.ppf(0.975, lo - 1) * sd / target) ** 2))
+    return min(wanted, hi), wanted
 
 
 def expected_seeds(target: float, lo: int, hi: int) -> int:
-    """The first seed count n >= lo at which 'noisy' (the only arm with variance) has half-width <= target."""
-    for n in range(lo, hi + 1):
-        if half_width(NOISE[:n]) <= target:
-            return n
-    return hi
+    """Where 'noisy' (the only arm with variance) stops."""
+    return stein(NOISE, target, lo, hi)[0]
 
 
 @pytest.fixture
@@ -86,24 +87,27 @@ def test_seed_policies_in_the_spec(spec_file):
     s = load_spec(spec_file(seeds={"min": 3, "max": 8, "target": 0.02}))
     assert (s.seeds, s.adaptive.min, s.adaptive.max, s.adaptive.target) == ([0, 1, 2], 3, 8, 0.02)
     s = load_spec(spec_file(seeds="auto", target=0.005))
-    assert (s.seeds, s.adaptive.max, s.adaptive.target) == ([0, 1, 2], 20, 0.005)  # the spec's target
+    # auto: a pilot of 5 seeds, at most 20, the spec's target
+    assert (s.seeds, s.adaptive.max, s.adaptive.target) == ([0, 1, 2, 3, 4], 20, 0.005)
     assert load_spec(spec_file(seeds=[0, 1])).adaptive is None
     for bad, key in (({"min": 1}, "seeds.min"), ({"min": 4, "max": 3}, "seeds.max"), ({"tgt": 1}, "seeds.tgt"),
                      ({"target": -1}, "seeds.target")):
         with pytest.raises(NeckConfigError, match=f"key '{key}'"):
             load_spec(spec_file(seeds=bad))
+    # a pilot of 2 seeds gives its SD 1 degree of freedom: an error, naming the key and the file
+    with pytest.raises(NeckConfigError, match=r"\.yaml: key 'seeds.min': adaptive seeds need a pilot of at least 3 "):
+        load_spec(spec_file(seeds={"min": 2, "max": 8}))
 
 
-@pytest.mark.parametrize("target", [0.02, 0.012])
-def test_adaptive_seeds_stop_at_the_round_where_precision_is_reached(spec_file, target):
+@pytest.mark.parametrize("target", [0.04, 0.03])
+def test_adaptive_seeds_stop_at_the_total_the_pilot_fixed(spec_file, target):
     path = spec_file(seeds={"min": 3, "max": 12, "target": target})
     fake = NoisyTraining()
     with mock.patch.object(run_module, "execute_run", fake):
         df = runner.run_sweep(path)
     n = expected_seeds(target, 3, 12)
     assert 3 < n < 12  # the chosen noise makes the rule add seeds, and stop before max
-    assert half_width(NOISE[: n - 1]) > target >= half_width(NOISE[:n])
-    # 'steady' (identical differences: half-width 0) is precise at min seeds and gets no more
+    # 'steady' (identical differences: SD 0) needs nothing beyond its pilot
     assert_seeds(seeds_by_arm(path), {"sppf": n, "noisy": n, "steady": 3})
     assert df.attrs["ran"] == 2 * n + 3 and len(df) == 2 * n + 3
     assert fake.calls[:3] == [("sppf", 0), ("noisy", 0), ("steady", 0)]  # seed-major, round by round
@@ -121,7 +125,7 @@ def test_adaptive_seeds_stop_at_max_and_raising_max_continues(spec_file):
     assert_seeds(seeds_by_arm(path), {"sppf": 7, "noisy": 7, "steady": 3})
 
 
-def test_zero_variance_is_precise_at_min_seeds(spec_file):
+def test_zero_variance_needs_nothing_beyond_the_pilot(spec_file):
     path = spec_file(arms=[ARMS[0], ARMS[2]], seeds={"min": 3, "max": 10, "target": 1e-9})
     with mock.patch.object(run_module, "execute_run", NoisyTraining()):
         runner.run_sweep(path)
@@ -134,7 +138,7 @@ def test_adaptive_seeds_resume_after_a_kill_mid_round_and_complete_that_round(sp
 
     def ctrl_c_mid_round(plan):
         started.append(plan)
-        if len(started) == 11:  # seeds 0..2 (9 runs), then seed 3 (steady is precise): sppf recorded, noisy killed
+        if len(started) == 11:  # seeds 0..2 (9 runs), then seed 3 (steady needs no more): sppf recorded, noisy killed
             raise KeyboardInterrupt
 
     with mock.patch.object(run_module, "execute_run", NoisyTraining()):
@@ -181,21 +185,13 @@ class PerArmTraining(NoisyTraining):
         return row
 
 
-def first_precise(d: list[float], target: float, lo: int, hi: int) -> tuple[int, str]:
-    """Independently: the seed count at which an arm with these paired differences stops, and why."""
-    for n in range(lo, hi + 1):
-        if half_width(d[:n]) <= target:
-            return n, "precise"
-    return hi, "max"
-
-
 @pytest.mark.parametrize("target, hi", [(0.01, 12), (0.004, 8)])
-def test_each_arm_stops_on_its_own_precision_and_the_runs_saved_are_reported(spec_file, logged, target, hi):
+def test_each_arm_gets_its_own_total_and_the_runs_saved_are_reported(spec_file, logged, target, hi):
     arms = [ARMS[0]] + [{"name": a, "block": "SPP", "args": [[5, 9, 13]]} for a in PER_ARM]
     path = spec_file(arms=arms, seeds={"min": 3, "max": hi, "target": target})
     with mock.patch.object(run_module, "execute_run", PerArmTraining()):
         df = runner.run_sweep(path)
-    expected = {a: first_precise(d, target, 3, hi) for a, d in PER_ARM.items()}
+    expected = {a: stein(d, target, 3, hi) for a, d in PER_ARM.items()}
     counts = {a: n for a, (n, _) in expected.items()}
     assert len(set(counts.values())) > 1  # the chosen noise makes the arms stop at different seed counts
     assert_seeds(seeds_by_arm(path), {"sppf": max(counts.values()), **counts})
@@ -204,7 +200,11 @@ def test_each_arm_stops_on_its_own_precision_and_the_runs_saved_are_reported(spe
     assert len(df) == runs and whole > runs
     assert any(f"{runs} runs, whole rounds would have run {whole} (saved {whole - runs})" in line for line in logged)
     md = (Path(df.attrs["sweep_dir"]) / "summary.md").read_text()
-    for arm, (n, why) in expected.items():
-        stop = "stopped: precise" if why == "precise" else f"stopped: max {hi} seeds"
-        assert f"- {arm} vs sppf, mAP50-95: " in md and f"; adaptive seeds: {n} run, {stop}" in md
+    for arm, (n, wanted) in expected.items():
+        line = next(x for x in md.splitlines() if x.startswith(f"- {arm} vs sppf, mAP50-95: "))
+        if wanted > hi:
+            assert f"; adaptive seeds: {n} run, stopped: max {hi} seeds (pilot SD " in line
+            assert line.endswith(f" over 3 seeds asked for {wanted})")
+        else:
+            assert f"; adaptive seeds: {n} run, stopped: planned (pilot SD " in line and line.endswith(f" -> {n})")
     assert f"{runs} runs, where giving every arm every seed would have run {whole} (saved {whole - runs})" in md

@@ -1,5 +1,6 @@
-"""Equivalence and non-inferiority: paired TOST against statsmodels and hand values, Holm across arms, verdicts that
-never contradict the intervals shown, and the margin through the spec, the report and its command line."""
+"""Equivalence and non-inferiority: paired TOST against statsmodels and hand values, one Holm-adjusted interval per
+arm that every verdict is read off (so an arm's verdicts never disagree), sentences that show that one interval, and
+the margin through the spec, the report and its command line."""
 
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ from test_stats import CPU_SWEEP, rows_for
 
 from yolo_necks.ablation.analyse.report import write_report
 from yolo_necks.ablation.spec.load import load_spec
-from yolo_necks.ablation.analyse.stats import holm, summarize
-from yolo_necks.ablation.analyse.tdist import one_sided_p, paired_tost, t_ppf
+from yolo_necks.ablation.analyse.decide import holm
+from yolo_necks.ablation.analyse.stats import summarize
+from yolo_necks.ablation.analyse.tdist import one_sided_p, paired_tost
 from yolo_necks.cli import main as cli_main
 from yolo_necks.errors import NeckConfigError
 
@@ -60,44 +62,73 @@ def test_tost_matches_statsmodels_ttost_paired():
         assert upper == pytest.approx(float(expected[2][1]), abs=1e-9)
 
 
-def test_summary_holm_adjusts_tost_across_arms_and_verdicts_follow_the_intervals():
-    multipletests = pytest.importorskip("statsmodels.stats.multitest").multipletests
+def expected_verdict(lo: float, hi: float, margin: float) -> str:
+    """The one rule, by hand: the adjusted interval excludes 0 -> better/worse; inside ±margin -> equivalent; lower
+    end above −margin -> not worse; else undecided."""
+    if lo > 0 or hi < 0:
+        return "better" if lo > 0 else "worse"
+    if -margin < lo and hi < margin:
+        return "equivalent"
+    return "not worse" if lo > -margin else "undecided"
+
+
+def test_one_interval_decides_every_verdict_of_an_arm():
+    """Random sweeps with a margin: every verdict is read off the one Holm-adjusted interval, the equiv/noninf columns
+    say the same (so a better arm is always not worse), that interval is the paired t-interval at the Holm level
+    (scipy), and the reference one-sided p-values are statsmodels' ttost_paired."""
+    t = pytest.importorskip("scipy.stats").t
+    ttost_paired = pytest.importorskip("statsmodels.stats.weightstats").ttost_paired
     rng = random.Random(5)
     seen = set()
-    for trial in range(15):  # these 15 draws reach all five verdicts
+    for trial in range(40):
         n_seeds, margin = rng.randint(2, 8), rng.choice([0.005, 0.01, 0.02])
         base = [rng.gauss(0.3, 0.03) for _ in range(n_seeds)]
         arms = {"base": base}
         for k in range(rng.randint(1, 5)):
-            shift, noise = rng.choice([0.0, 0.003, -0.004, 0.03, -0.03]), rng.choice([0.001, 0.004, 0.02])
+            shift, noise = rng.choice([0.0, 0.003, -0.004, 0.03, -0.03, -0.015]), rng.choice([0.001, 0.004, 0.02])
             arms[f"a{k}"] = [b + shift + rng.gauss(0, noise) for b in base]
         s = summarize(rows_for(arms), margin=margin)
-        others = s[~s["baseline"]]
-        for kind, col in (("tost", "map50_95_tost_p"), ("noninf", "map50_95_noninf_p")):
-            raw = list(others[col])
-            reject, adjusted, _, _ = multipletests(raw, alpha=0.05, method="holm")
-            assert list(others[f"{col}_holm"]) == pytest.approx(list(adjusted), abs=1e-12)
-            decided = others["map50_95_equiv" if kind == "tost" else "map50_95_noninf"]
-            assert list(decided) == list(reject)
-        for _, r in others.iterrows():
-            lo, hi, n = r["map50_95_equiv_lo"], r["map50_95_equiv_hi"], int(r["map50_95_delta_n"])
-            inside = -margin - 1e-12 <= lo and hi <= margin + 1e-12
-            assert bool(r["map50_95_equiv"]) == inside  # 'equivalent' exactly when its interval is inside ±margin
-            assert bool(r["map50_95_noninf"]) == (r["map50_95_noninf_lo"] >= -margin - 1e-12)
-            # the interval is the paired-t interval at the level Holm tested the arm
-            half = t_ppf(0.5 + r["map50_95_equiv_level"] / 2, n - 1) * r["map50_95_delta_sd"] / math.sqrt(n)
-            assert hi - lo == pytest.approx(2 * half, abs=1e-12)
-            verdict = r["verdict"]
+        for _, r in s[~s["baseline"]].iterrows():
+            lo, hi, n = r["map50_95_delta_adj_lo"], r["map50_95_delta_adj_hi"], int(r["map50_95_delta_n"])
+            level, sd = r["map50_95_delta_adj_level"], r["map50_95_delta_sd"]
+            assert hi - r["map50_95_delta"] == pytest.approx(t.ppf(0.5 + level / 2, n - 1) * sd / math.sqrt(n))
+            verdict = expected_verdict(lo, hi, margin)
+            assert r["verdict"] == verdict, (trial, r["arm"])
+            assert bool(r["map50_95_equiv"]) == (-margin < lo and hi < margin)
+            assert bool(r["map50_95_noninf"]) == (lo > -margin)
+            assert bool(r["map50_95_delta_sig"]) == (lo > 0 or hi < 0) == (r["map50_95_delta_p_holm"] <= 0.05)
+            if verdict == "better":
+                assert r["map50_95_noninf"]  # never "better" next to "not worse? no"
+            expected = ttost_paired(pd.Series(arms[r["arm"]]).to_numpy(), pd.Series(base).to_numpy(), -margin, margin)
+            assert r["map50_95_tost_p"] == pytest.approx(float(expected[0]), abs=1e-9)
+            assert r["map50_95_noninf_p"] == pytest.approx(float(expected[1][1]), abs=1e-9)
             seen.add(verdict)
-            if r["map50_95_delta_sig"]:
-                assert verdict == ("better" if r["map50_95_delta"] > 0 else "worse")
-            elif r["map50_95_equiv"]:
-                assert verdict == "equivalent"
-            elif r["map50_95_noninf"]:
-                assert verdict == "not worse" and not inside
-            else:
-                assert verdict == "undecided" and not inside and r["map50_95_noninf_lo"] < -margin
     assert {"better", "worse", "equivalent", "not worse", "undecided"} <= seen
+
+
+def test_verdict_sentences_show_the_one_interval_they_rest_on():
+    """Each verdict sentence holds exactly one interval (or its lower end), named by the decision it carries, and says
+    what it covers."""
+    margin = 0.02
+    base = [0.30, 0.33, 0.31, 0.29, 0.32]
+    arms = {"base": base,
+            "same": [b + 0.001 * (-1) ** i for i, b in enumerate(base)],  # equivalent
+            "lower": [b + 0.004 + 0.008 * (-1) ** i for i, b in enumerate(base)],  # not worse
+            "up": [b + 0.06 + 0.002 * (-1) ** i for i, b in enumerate(base)],  # better
+            "wild": [b + 0.05 * (-1) ** i for i, b in enumerate(base)]}  # undecided
+    out = summarize(rows_for(arms), margin=margin).set_index("arm")
+    assert dict(out["verdict"].drop(index="base")) == {"same": "equivalent", "lower": "not worse", "up": "better",
+                                                        "wild": "undecided"}
+    from yolo_necks.ablation.analyse.sections import verdict_section
+
+    lines = verdict_section(out.reset_index(), "map50_95", 0.01, 0.95)
+    for arm, name in (("same", "TOST's 1 − 2α′ interval"), ("lower", "one-sided"), ("up", "Holm-adjusted"),
+                      ("wild", "Holm-adjusted")):
+        line = next(x for x in lines if x.startswith(f"- **{arm}**")).split("; latency")[0]
+        assert line.count("[") == (0 if arm == "lower" else 1) and name in line and "seeds only" in line, line
+        if arm == "lower":
+            lo = out.loc["lower", "map50_95_delta_adj_lo"]
+            assert f"lower bound −{abs(lo):.3f}" in line
 
 
 def test_without_a_margin_nothing_changes():
@@ -112,9 +143,10 @@ def test_report_margin_from_the_command_line_and_the_spec(tmp_path, capsys):
     (sweep / "summary.md").unlink()
     assert cli_main(["report", str(sweep), "--margin", "0.05"]) == 0
     md = (sweep / "summary.md").read_text()
-    assert "## Equivalence and non-inferiority (margin ±0.050)" in md and "TOST Holm p" in md
+    assert "## Equivalence and non-inferiority (margin ±0.050)" in md and "One interval per arm and metric" in md
     summary = pd.read_csv(sweep / "summary.csv")
-    assert set(summary["margin"]) == {0.05} and "map50_95_tost_p_holm" in summary.columns
+    assert set(summary["margin"]) == {0.05} and {"map50_95_tost_p", "map50_95_equiv"} <= set(summary.columns)
+    assert "map50_95_tost_p_holm" not in summary.columns  # one family: no separate Holm for TOST
     verdicts = set(summary[~summary["baseline"]]["verdict"])
     assert verdicts <= {"better", "worse", "equivalent", "not worse", "undecided"}
     # the same margin from the sweep's spec.yaml; the command line wins over it

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import random
 import shutil
+import statistics
 from pathlib import Path
 
 import pandas as pd
@@ -16,9 +17,10 @@ import yaml
 from yolo_necks.ablation.analyse.compare import compare
 from yolo_necks.ablation.analyse.report import write_report
 from yolo_necks.ablation.analyse.sections import planning_line
-from yolo_necks.ablation.analyse.stats import holm, holm_levels, paired_delta, pareto_arms, summarize
+from yolo_necks.ablation.analyse.decide import holm, holm_levels
+from yolo_necks.ablation.analyse.stats import paired_delta, pareto_arms, summarize
 from yolo_necks.ablation.analyse.stopping import precision_check
-from yolo_necks.ablation.analyse.tdist import half_width, seeds_needed, t_ppf
+from yolo_necks.ablation.analyse.tdist import half_width, one_sided_p, seeds_needed, t_cdf, t_ppf, t_sf
 from yolo_necks.cli import main as cli_main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -105,6 +107,45 @@ def test_t_quantiles_and_paired_p_match_scipy():
     arm, base = [0.41, 0.47, 0.44, 0.52], [0.40, 0.43, 0.45, 0.47]
     d = paired_delta(dict(enumerate(arm)), dict(enumerate(base)))
     assert d.p == pytest.approx(stats.ttest_rel(arm, base).pvalue, rel=1e-8)
+
+
+def test_t_tails_keep_their_relative_precision_far_out():
+    """p-values come from the t tail itself: 1 - cdf rounds to 0 below ~1e-16, the tail goes on to 1e-60 and below."""
+    stats = pytest.importorskip("scipy.stats")
+    checked = 0
+    for df in (1, 2, 4, 9, 30, 99, 400):
+        for t in (0.0, 0.3, 1.0, 2.5, 6.0, 12.0, 30.0, 80.0, 300.0, 1e4, 1e8):
+            ref = float(stats.t.sf(t, df))
+            if ref < 1e-300:
+                continue
+            assert t_sf(t, df) == pytest.approx(ref, rel=1e-9), (t, df)
+            assert t_sf(-t, df) == pytest.approx(float(stats.t.cdf(t, df)), rel=1e-12)
+            checked += ref < 1e-60
+    assert checked >= 5  # the far tail was reached, not only the body
+    assert 1.0 - t_cdf(20.0, 99) == 0.0 and t_sf(20.0, 99) == pytest.approx(float(stats.t.sf(20.0, 99)), rel=1e-9)
+    # the paired p-value of 100 timing rounds with a mean difference of 4.5 SDs
+    d = paired_delta(dict(enumerate([0.45 * i % 1 + 4.5 for i in range(100)])), dict(enumerate([0.0] * 100)))
+    assert 0.0 < d.p < 1e-60 and d.p == pytest.approx(2 * float(stats.t.sf(d.mean / d.sd * 10, 99)), rel=1e-9)
+    assert one_sided_p(3.0, 0.1, 100, 0.0, above=True) == pytest.approx(float(stats.t.sf(300.0, 99)), rel=1e-9)
+    assert one_sided_p(-3.0, 0.1, 100, 0.0, above=False) == pytest.approx(float(stats.t.sf(300.0, 99)), rel=1e-9)
+
+
+def test_latency_deltas_far_beyond_noise_get_one_holm_level_per_step():
+    """Timing rounds resolve Δ latency far beyond 1e-16: the arms no longer tie at Holm step 1 (every one at the
+    Bonferroni level); each gets the level of its own step, also when speed.csv recorded the p-values as 0."""
+    rows = pd.DataFrame([{"sweep": "t", "arm": a, "block": a, "baseline": a == "base", "seed": s, "status": "ok",
+                          "map50_95": 0.3 + 0.01 * s} for a in ("base", "a", "b", "c", "d") for s in range(3)])
+    timed = pd.DataFrame([{"arm": a, "session": "s", "latency_ms": 10.0 + k, "latency_std_ms": 0.5, "rounds": 100,
+                           "baseline": a == "base", "delta_ms": None if a == "base" else 0.2 + 0.5 * k,
+                           "delta_sd_ms": None if a == "base" else 0.5, "delta_n": None if a == "base" else 100,
+                           "delta_p": None if a == "base" else 0.0}
+                          for k, a in enumerate(("base", "a", "b", "c", "d"))])
+    s = summarize(rows, timings=timed).set_index("arm")
+    p = s.loc[["a", "b", "c", "d"], "latency_ms_delta_p"]
+    assert (p > 0).all() and p.is_monotonic_decreasing and p["d"] < 1e-60
+    levels = s.loc[["d", "c", "b", "a"], "latency_ms_delta_adj_level"].tolist()  # smallest p first: steps 1..4
+    assert levels == pytest.approx([1 - 0.05 / 4, 1 - 0.05 / 3, 1 - 0.05 / 2, 1 - 0.05])
+    assert s.loc["b", "latency_ms_delta_pct"] == pytest.approx(100 * 1.2 / 10.0)  # % of the baseline's median
 
 
 def test_seeds_needed_against_a_direct_t_quantile_search():
@@ -285,3 +326,75 @@ def test_summary_puts_the_baseline_first_whatever_order_runs_finished_in():
     rows = [{"sweep": "s", "arm": a, "block": a, "baseline": a == "base", "seed": s, "status": "ok", "map50_95": v}
             for s in (0, 1) for a, v in (("x", 0.3), ("base", 0.2), ("y", 0.1))]
     assert list(summarize(pd.DataFrame(rows))["arm"]) == ["base", "x", "y"]
+
+
+# ------------------------------------------------------------------------ the one rule (decide.py), Stein's seeds
+def test_two_part_interval_and_its_p_value_against_scipy():
+    """Seeds and val set, each part at its own t quantile, added in quadrature; the p-value is the level at which that
+    interval touches 0, the one-sided p-values where its one-sided bound touches the bound (scipy)."""
+    t = pytest.importorskip("scipy.stats").t
+    from yolo_necks.ablation.analyse.decide import Evidence, interval, one_sided, p_value
+
+    rng = random.Random(11)
+    for _ in range(40):
+        n, sd, df = rng.randint(2, 20), rng.uniform(0.002, 0.05), rng.choice([1, 2, 4, 9, 19])
+        val_se, val_df = rng.uniform(0.0005, 0.02), rng.choice([47, 191])
+        ev = Evidence(rng.uniform(-0.05, 0.05), n, sd, df, val_se, val_df)
+
+        def half(q, ev=ev):
+            return math.hypot(t.ppf(q, ev.seed_df) * ev.seed_se, t.ppf(q, ev.val_df) * ev.val_se)
+
+        lo, hi = interval(ev, 0.99)
+        assert hi - ev.mean == pytest.approx(half(0.995), rel=1e-9) and lo == pytest.approx(2 * ev.mean - hi)
+        p = p_value(ev)
+        assert 0 < p <= 1 and half(1 - p / 2) == pytest.approx(abs(ev.mean), rel=1e-7)
+        bound = ev.mean - rng.uniform(0.0, 0.05)
+        p1 = one_sided(ev, bound, above=True)
+        assert ev.mean - half(1 - p1) == pytest.approx(bound, abs=1e-9)
+        assert one_sided(ev, bound, above=False) == pytest.approx(1 - p1, abs=1e-12)
+    # one part only: the paired t-test itself; no noise at all: decided without it
+    ev = Evidence(0.01, 4, 0.02, 3)
+    assert p_value(ev) == pytest.approx(2 * t.sf(0.01 / 0.01, 3), rel=1e-10)
+    assert p_value(Evidence(0.01, 4, 0.0, 3)) == 0.0 and p_value(Evidence(0.0, 4, 0.0, 3)) == 1.0
+    assert p_value(Evidence(0.01, 4, 0.0, 3, 0.005, 47)) == pytest.approx(2 * t.sf(2.0, 47), rel=1e-10)
+
+
+def test_stein_seeds_against_a_direct_computation():
+    t = pytest.importorskip("scipy.stats").t
+    from yolo_necks.ablation.analyse.stopping import stein_seeds
+
+    for sd in (0.001, 0.0123, 0.03, 0.07):
+        for pilot in (3, 4, 5, 8):
+            for target in (0.005, 0.01, 0.03):
+                direct = max(pilot, math.ceil((t.ppf(0.975, pilot - 1) * sd / target) ** 2))
+                assert stein_seeds(sd, pilot, target) == direct, (sd, pilot, target)
+                assert stein_seeds(sd, pilot, target, cap=20) == min(direct, 20)
+    assert stein_seeds(0.0, 3, 0.01) == 3 and stein_seeds(float("nan"), 3, 0.01) is None
+    assert stein_seeds(0.02, 1, 0.01) is None
+
+
+def test_stein_plan_replays_from_the_pilot_rows_and_the_summary_uses_the_pilot_sd():
+    """The plan reads the pilot seeds only (more seeds later do not move it); a summary told the pilot takes the seed
+    part from the pilot's SD with the pilot's degrees of freedom over all n seeds (scipy)."""
+    t = pytest.importorskip("scipy.stats").t
+    from yolo_necks.ablation.analyse.stopping import pilot_plan
+
+    base = [0.40, 0.42, 0.41, 0.43, 0.40, 0.44, 0.42, 0.41]
+    noisy = [b + d for b, d in zip(base, [0.03, -0.01, 0.025, 0.0, 0.01, 0.02, 0.005, 0.015])]
+    arms = {"base": base[:3], "noisy": noisy[:3], "one": [0.5, None, None], "dead": [None] * 3}
+    plan = pilot_plan(rows_for(arms), "map50_95", 0.01, 3, 20)
+    d0 = [a - b for a, b in zip(noisy[:3], base[:3])]
+    sd0 = statistics.stdev(d0)
+    want = max(3, math.ceil((t.ppf(0.975, 2) * sd0 / 0.01) ** 2))
+    assert (plan.arms["noisy"].status, plan.arms["noisy"].total, plan.arms["noisy"].wanted) == ("planned", 20, want)
+    assert plan.arms["noisy"].capped and plan.arms["noisy"].sd == pytest.approx(sd0)
+    assert plan.arms["one"].status == "too_few" and plan.arms["dead"].status == "failed"
+    later = pilot_plan(rows_for({"base": base, "noisy": noisy}), "map50_95", 0.01, 3, 20)
+    assert later.arms["noisy"].sd == pytest.approx(sd0)  # the same decision after 8 seeds
+    s = summarize(rows_for({"base": base, "noisy": noisy}), pilot=3).set_index("arm").loc["noisy"]
+    d = [a - b for a, b in zip(noisy, base)]
+    assert s["map50_95_seed_sd"] == pytest.approx(sd0) and s["map50_95_seed_df"] == 2
+    assert s["map50_95_delta_hi"] - s["map50_95_delta"] == pytest.approx(t.ppf(0.975, 2) * sd0 / math.sqrt(8))
+    assert s["map50_95_delta"] == pytest.approx(statistics.mean(d)) and s["map50_95_delta_n"] == 8
+    fixed = summarize(rows_for({"base": base, "noisy": noisy})).set_index("arm").loc["noisy"]
+    assert fixed["map50_95_seed_df"] == 7 and fixed["map50_95_seed_sd"] == pytest.approx(statistics.stdev(d))

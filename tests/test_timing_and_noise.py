@@ -1,5 +1,5 @@
 """Speed measured where it can be compared (each arm timed once per sweep, interleaved, its CPU share checked) and the
-val set's share of the noise (bootstrap over val images from the validator's own per-image statistics)."""
+val set's part of the noise (bootstrap over val images from the validator's own per-image statistics)."""
 
 from __future__ import annotations
 
@@ -54,6 +54,23 @@ def test_interleaved_rounds_are_returned_and_summarised():
     assert out["b"].repeats == 5
 
 
+def test_interleaved_rounds_can_run_in_an_order_shuffled_by_a_seed():
+    def run(seed):
+        calls, orders, rounds = [], [], {}
+        fns = {k: (lambda x, k=k: calls.append(k)) for k in "abcd"}
+        time_interleaved(fns, torch.zeros(1), warmup=0, repeats=40, budget=0, rounds_out=rounds, order_seed=seed,
+                         orders_out=orders)
+        return calls[-160:], orders, rounds
+
+    calls, orders, rounds = run(7)
+    assert len(orders) == 40 and all(sorted(o) == list("abcd") for o in orders)
+    assert calls == [k for o in orders for k in o]  # the recorded orders are the orders that ran
+    assert len({tuple(o) for o in orders}) > 5 and {o[0] for o in orders} == set("abcd")  # no arm always first
+    assert {k: len(v) for k, v in rounds.items()} == dict.fromkeys("abcd", 40)
+    assert run(7)[1] == orders and run(8)[1] != orders  # the seed decides the orders
+    assert run(None)[1] == [list("abcd")] * 40  # no seed: the given order every round
+
+
 def test_a_sweep_times_every_arm_once_after_training_and_not_again_on_resume(rect_data, tmp_path):
     spec = write_spec(tmp_path / "s.yaml", tiny_spec(rect_data, tmp_path / "runs", arms=ARMS, seeds=[0, 1]))
     with mock.patch.object(run_module, "execute_run", FakeTraining()):
@@ -63,11 +80,20 @@ def test_a_sweep_times_every_arm_once_after_training_and_not_again_on_resume(rec
         assert [r["arm"] for r in rows] == ["sppf", "spp"] and len({r["session"] for r in rows}) == 1
         base, spp = rows
         assert int(base["rounds"]) == 100 and base["delta_ms"] == "" and base["baseline"] == "True"
+        assert base["order_seed"] == spp["order_seed"] != ""  # one shuffling seed per session, recorded
+        per_round = read_csv(sweep / "speed_rounds.csv")  # every round of every arm, with its position
+        assert len(per_round) == 200 and {r["session"] for r in per_round} == {base["session"]}
+        assert all(sorted(r["position"] for r in per_round[i:i + 2]) == ["1", "2"] for i in range(0, 200, 2))
+        assert {r["position"] for r in per_round if r["arm"] == "spp"} == {"1", "2"}  # not always second
+        ms = {arm: [float(r["ms"]) for r in per_round if r["arm"] == arm] for arm in ("sppf", "spp")}
+        assert float(base["latency_ms"]) == pytest.approx(float(np.median(ms["sppf"])))  # the median of the rounds
+        diffs = [a - b for a, b in zip(ms["spp"], ms["sppf"])]
+        assert float(spp["delta_ms"]) == pytest.approx(float(np.mean(diffs)))  # Δ: the mean of per-round differences
         assert float(spp["latency_ms"]) > 0 and int(spp["delta_n"]) == 100 and spp["device"] == "cpu"
         assert 0 < float(spp["cpu_share"]) and spp["starved"] in ("True", "False") and spp["threads"]
         assert float(spp["delta_lo_ms"]) <= float(spp["delta_ms"]) <= float(spp["delta_hi_ms"])
         runner.run_sweep(spec)  # resumed, nothing changed: no new timing session
-        assert len(read_csv(sweep / "speed.csv")) == 2
+        assert len(read_csv(sweep / "speed.csv")) == 2 and len(read_csv(sweep / "speed_rounds.csv")) == 200
         runner.run_sweep(spec, arms=ARMS + [{"name": "spp3", "block": "SPP", "args": [[3, 5, 7]]}])
     rows = read_csv(sweep / "speed.csv")
     sessions = list(dict.fromkeys(r["session"] for r in rows))
@@ -80,7 +106,11 @@ def test_a_sweep_times_every_arm_once_after_training_and_not_again_on_resume(rec
     spp = summary[summary["arm"] == "spp"].iloc[0]
     assert spp["latency_ms_delta"] == pytest.approx(float(latest["spp"]["delta_ms"])) and spp["latency_ms_delta_n"] == 100
     md = (sweep / "summary.md").read_text()
-    assert "- speed: every arm timed once, after training, in one session" in md and "interleaved round-robin" in md
+    assert "- speed: every arm timed once, after training, in one session" in md
+    assert f"interleaved in an order shuffled every round (seed {rows[-1]['order_seed']})" in md
+    assert "latency = batch-1 median over the rounds of that one timing session" in md
+    assert "its interval over the timing rounds of that one session: timing noise only" in md
+    assert "| Latency, median (ms) | Δ Latency (ms) [adj. CI] p (Holm) |" in md and "paired by timing round" in md
 
 
 def test_the_timing_key_follows_model_image_size_speed_settings_and_device(rect_data, tmp_path):
@@ -123,6 +153,31 @@ def test_starved_timings_and_timings_from_several_devices_are_flagged(tmp_path):
     md = write_report(sweep)["markdown"]
     assert "Warning**: timings that got less than 90% of their thread budget (the machine was busy): sk (45%)" in md
     assert "Warning**: the arms' timings come from 2 device models (AMD EPYC, Intel Xeon)" in md
+
+
+def test_a_speed_csv_from_before_shuffled_orders_is_read_and_extended(tmp_path):
+    sweep = tmp_path / "sweep"
+    shutil.copytree(CPU_SWEEP, sweep)
+    arms = ["sppf", "spp", "focal", "dyca", "sk", "pyramid"]
+    old_fields = [f for f in timings.FIELDS if f != "order_seed"]  # speed.csv as sessions in a fixed order wrote it
+    with open(sweep / "speed.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, old_fields, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(speed_rows({a: 0.99 for a in arms}))
+    md = write_report(sweep)["markdown"]
+    assert "interleaved round-robin (the same order every round) over 100 rounds" in md
+    assert "speed_rounds.csv" not in md
+    rows = [{**r, "session": "s2", "order_seed": 12345, "round_positions": [1 + (k + i) % 6 for i in range(3)]}
+            for k, r in enumerate(speed_rows({a: 0.99 for a in arms}))]
+    timings.record_timings(sweep, rows, {a: [1.0, 2.0, 3.0] for a in arms})
+    written = read_csv(sweep / "speed.csv")
+    assert list(written[0]) == timings.FIELDS and len(written) == 12
+    assert [r["order_seed"] for r in written] == [""] * 6 + ["12345"] * 6 and written[0]["latency_ms"] == "7.0"
+    per_round = read_csv(sweep / "speed_rounds.csv")
+    assert list(per_round[0]) == ["session", "round", "position", "arm", "ms", "format"] and len(per_round) == 18
+    assert [r["position"] for r in per_round[:6]] == ["1", "2", "3", "4", "5", "6"]  # in the order they ran
+    md = write_report(sweep)["markdown"]
+    assert "in an order shuffled every round (seed 12345)" in md and "every round in speed_rounds.csv" in md
 
 
 def test_compare_names_the_timing_device_and_warns_when_they_differ(tmp_path):
@@ -201,25 +256,38 @@ def test_bootstrap_standard_errors_are_deterministic_and_match_a_direct_resampli
     assert np.allclose(first["replicates"][:20], np.array(values), atol=1e-12)
 
 
-def test_paired_val_variance_from_two_runs_replicates(oracle_capture, tmp_path):
+def test_val_variance_of_the_seed_averaged_delta_from_the_runs_replicates(oracle_capture, tmp_path):
+    """v = var over resamples of the mean over paired seeds of (arm_b − base_b), by hand from the stored replicates;
+    runs on other images or seeds without a partner are left out; df = val images − 1."""
     _, capture = oracle_capture
-    a, b, other = tmp_path / "a", tmp_path / "b", tmp_path / "c"
-    for folder in (a, b, other):
-        folder.mkdir()
     result = valnoise.bootstrap(capture)
-    replicates.save(result, a)
-    shifted = {**result, "replicates": result["replicates"] * 0.5 + 0.1}
-    replicates.save(shifted, b)
+    reps = result["replicates"]
+    rows, expected = [], []
+    for seed, (scale, shift) in enumerate([(0.5, 0.1), (1.5, -0.05)]):
+        for arm, r in (("base", reps), ("a", reps * scale + shift)):
+            folder = tmp_path / f"{arm}{seed}"
+            folder.mkdir()
+            replicates.save({**result, "replicates": r}, folder)
+            rows.append({"arm": arm, "seed": seed, "run_dir": str(folder)})
+        expected.append(reps[:, 1] * scale + shift - reps[:, 1])
+    other = tmp_path / "other"
+    other.mkdir()
     replicates.save({**result, "names_hash": "other images"}, other)
-    var, n = valshare.paired_val_variance({0: a}, {0: b}, 1)
-    expected = np.var(result["replicates"][:, 1] - shifted["replicates"][:, 1], ddof=1)
-    assert n == 1 and var == pytest.approx(float(expected))
-    assert valshare.paired_val_variance({0: a}, {0: other}, 1) == (pytest.approx(math.nan, nan_ok=True), 0)
-    assert valshare.paired_val_variance({0: a}, {1: b}, 1)[1] == 0  # not the same seed: not paired
+    rows += [{"arm": "a", "seed": 2, "run_dir": str(other)},  # other images
+             {"arm": "base", "seed": 2, "run_dir": str(tmp_path / "b0")},  # no replicates there
+             {"arm": "a", "seed": 3, "run_dir": str(tmp_path / "a0")}]  # seed 3: no baseline run
+    loaded = valshare.run_replicates(pd.DataFrame(rows))
+    v, df, k = valshare.val_variance(loaded, "a", "base", [0, 1, 2, 3], "map50_95")
+    assert k == 2 and df == result["images"] - 1
+    assert v == pytest.approx(float(np.var(np.mean(expected, axis=0), ddof=1)), rel=1e-12)
+    assert valshare.val_variance(loaded, "a", "base", [2, 3], "map50_95")[2] == 0
+    assert replicates.images(tmp_path / "a0") == result["images"] and replicates.images(tmp_path / "none") is None
 
 
-def test_results_record_bootstrap_errors_and_the_summary_the_val_share(tmp_path):
-    """Stand-in runs with SEs (no replicates on disk): the share is the independent-SE upper bound, per arm."""
+def test_results_record_bootstrap_errors_and_the_summary_the_val_set_part(tmp_path):
+    """Stand-in runs: without replicates on disk the interval covers the seeds only; with them (same image resamples
+    in every run) the val set's SE of the seed-averaged Δ joins it, each part at its own t quantile (scipy)."""
+    t = pytest.importorskip("scipy.stats").t
     rows = []
     for seed in range(4):
         for arm, off in (("base", 0.0), ("a", 0.01 * (seed % 2))):
@@ -231,9 +299,35 @@ def test_results_record_bootstrap_errors_and_the_summary_the_val_share(tmp_path)
     out = write_report(tmp_path)
     r = out["summary"].set_index("arm").loc["a"]
     sd = float(np.std([0.0, 0.01, 0.0, 0.01], ddof=1))
-    assert r["map50_95_val_sd"] == pytest.approx(math.sqrt(2 * 0.004**2))
-    assert r["map50_95_val_share"] == pytest.approx(2 * 0.004**2 / sd**2)
-    assert r["map50_95_val_basis"] == "independent SEs (upper bound)"
-    assert "val sampling: SD 0.006 of a paired Δ, ~" in out["markdown"]
+    assert math.isnan(r["map50_95_val_se"]) and r["map50_95_delta_sd"] == pytest.approx(sd)
+    assert r["map50_95_delta_hi"] - r["map50_95_delta"] == pytest.approx(t.ppf(0.975, 3) * sd / 2)
+    assert "it covers the seeds only" in out["markdown"] and "cover the seeds only" in out["markdown"]
+    # replicates on disk: 200 resamples, the arm's noisier than the baseline's on the same images
+    rng = np.random.default_rng(0)
+    common = rng.normal(0.0, 0.004, size=(200, 2))
+    diffs = []
+    for seed in range(4):
+        own = rng.normal(0.0, 0.003, size=(200, 2))
+        for arm, extra in (("base", 0.0), ("a", own)):
+            folder = tmp_path / f"{arm}{seed}"
+            folder.mkdir(exist_ok=True)
+            replicates.save({"replicates": 0.3 + common * (1.5 if arm == "a" else 1.0) + extra, "names_hash": "h",
+                             "images": 48}, folder)
+        diffs.append(common[:, 1] * 0.5 + own[:, 1])
+    v = float(np.var(np.mean(diffs, axis=0), ddof=1))
+    out = write_report(tmp_path)
+    r = out["summary"].set_index("arm").loc["a"]
+    assert r["map50_95_val_se"] == pytest.approx(math.sqrt(v)) and r["map50_95_val_df"] == 47
+    half = math.hypot(t.ppf(0.975, 3) * sd / 2, t.ppf(0.975, 47) * math.sqrt(v))
+    assert r["map50_95_delta_hi"] - r["map50_95_delta"] == pytest.approx(half)
+    level = r["map50_95_delta_adj_level"]  # one arm: the adjusted interval is the 95% one
+    assert level == pytest.approx(0.95) and r["map50_95_delta_adj_hi"] == pytest.approx(r["map50_95_delta_hi"])
+    # the p-value is where that interval touches 0
+    p = r["map50_95_delta_p"]
+    q = 1 - p / 2
+    assert math.hypot(t.ppf(q, 3) * sd / 2, t.ppf(q, 47) * math.sqrt(v)) == pytest.approx(r["map50_95_delta"])
+    md = out["markdown"]
+    assert "for mAP50-95, mAP50 it covers the seeds and the val set's images" in md
+    assert "(seeds and val images; Holm p" in md and f"val set: SE {math.sqrt(v):.3f} of the seed-averaged Δ" in md
     assert summarize(results)["map50_95_delta_sd"].iloc[1] == pytest.approx(sd)
     assert paired_delta({0: 1.0, 1: 2.0}, {0: 0.5, 1: 1.0}).n == 2

@@ -28,6 +28,7 @@ mlflow = pytest.importorskip("mlflow")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ablation_helpers import (  # noqa: E402
+    BARRIER_ENV,
     CRASH_ONCE_ENV,
     FAIL_ARMS_ENV,
     FakeTraining,
@@ -47,7 +48,7 @@ from yolo_necks.errors import NeckConfigError  # noqa: E402
 
 TAGS = ("arm", "block", "seed", "config_hash", "pretrained_sha", "device", "node", "torch", "ultralytics",
         "yolo_necks", "status")
-NOT_NUMBERS = {"seed", "config_hash", "pretrained_sha", "git_commit", "node_id"}  # identities, never metrics
+from yolo_necks.ablation.records.columns import NOT_METRICS as NOT_NUMBERS  # noqa: E402  (never metrics)
 SWEEP_ARTIFACTS = {"summary.md", "summary.csv", "pareto.png", "curves.png", "models/yolov8n-sppf.yaml",
                    "models/yolov8n-spp.yaml"}
 
@@ -214,6 +215,9 @@ def test_two_workers_start_each_child_run_where_the_run_trains_and_a_dying_one_l
     assert all(r.data.tags["error"].startswith("worker process died") for r in by_row.values())
     assert all(r.data.tags["started_at"] for r in by_row.values())  # started by the worker before it died
 
+    barrier = here / "barrier"
+    barrier.mkdir()
+    monkeypatch.setenv(BARRIER_ENV, f"2:{barrier}")  # the two runs overlap: one worker cannot take both
     runner.run_sweep(path, execute=mlflow_probe_execute, retry_failed=True)
     rows = read_rows(sweep / "results.csv")
     assert [r["status"] for r in rows] == ["failed", "failed", "ok", "ok"]

@@ -1,19 +1,24 @@
-"""Adaptive seeds, per arm: every arm gets new seeds until its own interval on the primary metric is within the target.
+"""Adaptive seeds, per arm, by Stein's two-stage rule: a pilot of ``seeds.min`` seeds fixes each arm's total once.
 
-Each arm is paired with the baseline by seed, so an arm that is already precise needs nothing more: it stops, and the
-seeds go to the arms that are still wide. The baseline runs every seed that any still-running arm gets. The rule
-looks at precision only (:func:`~yolo_necks.ablation.analyse.stopping.precision_check`: the half-width of each arm's own
-paired interval), never at the sign or size of Δ or its p-value. An arm stops as
+Every arm first runs the pilot (the spec's first ``min`` seeds, at least 3). From the SD of its pilot's paired
+differences on the primary metric, :func:`~yolo_necks.ablation.analyse.stopping.pilot_plan` fixes the arm's total:
+the seeds whose interval's seed part is ±``target`` at the pilot's SD with the pilot's degrees of freedom, at most
+``max``. That total is never re-decided: later seeds do not move it, so the SD at the end is not selected for being
+small, and the final interval (the pilot's SD over √n, Student's t with the pilot's degrees of freedom:
+:func:`~yolo_necks.ablation.analyse.decide.paired_evidence`) holds its level exactly, where stopping when the current
+interval looks narrow enough did not (``docs/statistics.md``). An arm stops as
 
-- ``precise``: its half-width is within ``target``;
-- ``max``: it has ``max`` seeds;
-- ``failed`` / ``no_baseline``: more seeds would not help (none of its runs finished, or none of the baseline's).
+- ``planned``: it has its Stein total;
+- ``max``: its Stein total was capped at ``max``;
+- ``failed`` / ``no_baseline`` / ``too_few``: no plan (none of its runs finished, none of the baseline's, or fewer
+  than 2 pilot pairs to take an SD from).
 
-Active arms share one seed sequence (they all had every seed so far), so each batch adds the next seeds, at most as
-many as the widest arm still needs at its observed SD, at most as many as the executor runs at once (over the arms
-it runs), at least one; an arm takes only the seeds it needs of a batch. A resumed sweep replays the same decisions
-from the recorded rows (the runs a decision plans are the same ones, by hash) and completes a batch an interrupted
-one left partial; raising ``max`` continues from the seeds done.
+An arm that needs fewer seeds stops early while a noisy one goes on; the baseline runs every seed any arm gets (Δ is
+paired by seed). Arms still running share one seed sequence, so each batch adds the next seeds, at most as many as
+the arm that needs most still needs, at most as many as the executor runs at once (over the arms it runs), at least
+one; an arm takes only the seeds it needs of a batch. A resumed sweep replays the same plan from the recorded pilot
+rows (the runs a decision plans are the same ones, by hash) and completes a batch an interrupted one left partial;
+raising ``max`` continues from the seeds done.
 """
 
 from __future__ import annotations
@@ -22,9 +27,9 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from .prepare.plan import RunPlan
-from .analyse.stopping import precision_check
+from .analyse.stopping import pilot_plan
 
-STOPPED = ("precise", "max", "failed", "no_baseline")
+STOPPED = ("planned", "max", "failed", "no_baseline", "too_few")
 
 
 @dataclass
@@ -54,10 +59,11 @@ def _plans(prep, seeds: dict[str, list[int]]) -> list[RunPlan]:
 
 def adaptive_rounds(prep, slots: int, run_new: Callable[[list[RunPlan]], int], latest: Callable,
                     log: Callable[[str], None]) -> AdaptiveResult:
-    """Add seeds arm by arm until each arm stops (see the module docstring).
+    """After the pilot (the spec's first seeds, already run), add seeds arm by arm up to each arm's Stein total
+    (see the module docstring).
 
     Args:
-        prep: the prepared sweep (its spec's ``adaptive`` policy, metric and the first seeds).
+        prep: the prepared sweep (its spec's ``adaptive`` policy, metric and the pilot seeds).
         slots: runs the executor holds at once (a batch adds at most that many runs' worth of seeds).
         run_new: runs the planned runs that are not recorded yet; returns how many it recorded.
         latest: ``latest(plans)`` -> the latest recorded row of each planned run (a DataFrame).
@@ -66,35 +72,33 @@ def adaptive_rounds(prep, slots: int, run_new: Callable[[list[RunPlan]], int], l
     spec = prep.spec
     policy, base = spec.adaptive, spec.baseline
     seeds = {a.name: list(spec.seeds) for a in spec.arms}
-    result = AdaptiveResult([], seeds=seeds)
+    result = AdaptiveResult(_plans(prep, seeds), seeds=seeds)
+    plan = pilot_plan(latest(result.plans), spec.metric, policy.target, len(spec.seeds), policy.max)
+    totals = {}
+    for name, arm in plan.arms.items():
+        if arm.status == "planned":
+            totals[name] = arm.total
+        else:
+            result.stopped[name] = arm.status
+    log(f"adaptive seeds: {plan.reason}")
     while True:
-        result.plans = _plans(prep, seeds)
-        check = precision_check(latest(result.plans), spec.metric, policy.target)
-        for name, arm in check.arms.items():
-            if name in result.stopped:
-                continue
-            if arm.status == "reached":
-                result.stopped[name] = "precise"
-            elif arm.status in ("failed", "no_baseline"):
-                result.stopped[name] = arm.status
-            elif len(seeds[name]) >= policy.max:
-                result.stopped[name] = "max"
-        active = [a.name for a in spec.arms if not a.baseline and a.name not in result.stopped]
+        active = [a.name for a in spec.arms if not a.baseline and len(seeds[a.name]) < totals.get(a.name, 0)]
         if base is None or not active:
+            for name, total in totals.items():
+                result.stopped.setdefault(name, "max" if plan.arms[name].capped else "planned")
             done = ", ".join(f"{a} {len(seeds[a])} seeds ({why})" for a, why in result.stopped.items())
             saved = result.whole_rounds - result.runs
-            log(f"adaptive seeds: every arm stopped: {done or 'no arm to compare'}; {check.reason}; {result.runs} "
-                f"runs, whole rounds would have run {result.whole_rounds} (saved {saved})")
+            log(f"adaptive seeds: every arm stopped: {done or 'no arm to compare'}; {result.runs} runs, whole rounds "
+                f"would have run {result.whole_rounds} (saved {saved})")
             return result
-        wanted = {a: check.arms[a].seeds_needed if a in check.arms else None for a in active}
-        need = {a: max(1, (wanted[a] or len(seeds[a]) + 1) - len(seeds[a])) for a in active}
+        need = {a: totals[a] - len(seeds[a]) for a in active}
         last = max(seeds[a][-1] for a in active)
-        k = max(1, min(max(need.values()), max(1, slots // (len(active) + 1)), policy.max - len(seeds[active[0]])))
+        k = max(1, min(max(need.values()), max(1, slots // (len(active) + 1))))
         batch = list(range(last + 1, last + 1 + k))
         for a in active:
-            seeds[a] += batch[: min(need[a], policy.max - len(seeds[a]))]
+            seeds[a] += batch[: need[a]]
         seeds[base.name] = sorted(set(seeds[base.name]) | set(batch))
-        log(f"adaptive seeds: {check.reason}; adding seed{'s' * (k > 1)} {', '.join(map(str, batch))} for "
-            f"{', '.join(active)} (and the baseline {base.name})")
-        new = [p for p in _plans(prep, seeds) if p.seed in batch]
-        result.ran += run_new(new)
+        log(f"adaptive seeds: adding seed{'s' * (k > 1)} {', '.join(map(str, batch))} for "
+            + ", ".join(f"{a} ({len(seeds[a])} of {totals[a]})" for a in active) + f" (and the baseline {base.name})")
+        result.plans = _plans(prep, seeds)
+        result.ran += run_new([p for p in result.plans if p.seed in batch])

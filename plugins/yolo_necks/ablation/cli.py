@@ -62,6 +62,8 @@ def ablate_help() -> str:
         "  yolo-necks ablate epochs=50 seeds=5 device=0        # 5 seeds: 0..4",
         "  yolo-necks ablate my_spec.yaml arms=sppf,focal data=coco8.yaml project=runs/necks",
         "  yolo-necks ablate ablations/placement.yaml          # where should the block go: SPPF site vs p3-p5",
+        "  yolo-necks ablate speed.formats=[torch,onnx,openvino]   # also exported, checked and timed in ONNX Runtime "
+        "and OpenVINO",
         "  yolo-necks report ablations/runs/default-cpu        # regenerate the summaries",
         "  yolo-necks ablate mlflow=sqlite:///mlflow.db         # track the sweep in MLflow (mlflow ui "
         "--backend-store-uri sqlite:///mlflow.db)",
@@ -114,7 +116,7 @@ def ablate_main(argv: list[str]) -> int:
 def report_main(argv: list[str]) -> int:
     """``yolo-necks report DIR|results.csv [...] [--target 0.005] [--metric map50]``."""
     usage = ("usage: yolo-necks report SWEEP_DIR|results.csv [...] [--target T] [--metric M] [--margin E] "
-             "[--mlflow URI [--mlflow-experiment NAME]]")
+             "[--contrast A:B ...] [--mlflow URI [--mlflow-experiment NAME]]")
     if not argv or argv[0] in ("-h", "--help"):
         from .records.columns import METRICS
 
@@ -134,6 +136,9 @@ def report_main(argv: list[str]) -> int:
             "  --margin E  equivalence margin in mAP units (default: the spec's 'margin', else none): per arm and mAP\n"
             "              metric, paired TOST p-values (Holm-adjusted), and verdicts 'equivalent within ±E' or\n"
             "              'not worse than −E' where they show it, 'undecided' where nothing is shown\n"
+            "  --contrast A:B  also compare arm A with arm B (Δ = A − B paired by the seeds both finished;\n"
+            "              repeatable), beside the spec's 'contrasts', in each metric's Holm family with the baseline\n"
+            "              comparisons\n"
             "  --mlflow URI  also back-fill MLflow at URI (sqlite:///mlflow.db, http://host:5000; true: MLflow's\n"
             "              default store): a child run for each row not there yet, the sweep's files on its parent\n"
             "              run\n"
@@ -142,15 +147,20 @@ def report_main(argv: list[str]) -> int:
         return 0 if argv else 2
     from .analyse.report import write_report
 
-    targets, options = [], {}
+    targets, options, contrasts = [], {}, []
     it = iter(argv)
     for arg in it:
         key, sep, value = arg.partition("=")
-        if key in ("--target", "--metric", "--margin", "--mlflow", "--mlflow-experiment"):
+        if key in ("--target", "--metric", "--margin", "--mlflow", "--mlflow-experiment", "--contrast"):
             if not sep:
                 value = next(it, None)
             if value is None or value.startswith("--") or not value.strip():
                 raise NeckConfigError(f"report: {key} needs a value ({usage})")
+            if key == "--contrast":
+                from .analyse.contrasts import parse_option
+
+                contrasts.append(parse_option(value))
+                continue
             options[key[2:]] = value
         elif arg.startswith("-"):
             raise NeckConfigError(f"report: unknown option '{arg}' ({usage})")
@@ -168,7 +178,7 @@ def report_main(argv: list[str]) -> int:
     if experiment is not None and mlflow is None:
         raise NeckConfigError(f"report: --mlflow-experiment needs --mlflow ({usage})")
     for target in targets:
-        out = write_report(target, **options)
+        out = write_report(target, **options, contrasts=contrasts)
         print(out["markdown"])
         print("written: " + ", ".join(str(p) for p in out["paths"]))
         if mlflow is not None:

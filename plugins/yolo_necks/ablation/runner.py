@@ -9,10 +9,14 @@ Order of work in :func:`run_sweep`:
 2. plan the runs seed by seed (:mod:`.plan`), each with its configuration hash;
 3. skip runs whose hash ``results.csv`` records as done (and failed ones unless ``retry_failed``) (:mod:`.store`);
 4. hand the remaining runs to the executor (:mod:`.executors`: this process, local worker processes, or Ray tasks);
-   every row that comes back is appended to ``results.csv`` at once, by this process only. A failed run is recorded
-   and the sweep goes on; Ctrl-C stops the workers and keeps every finished row. With adaptive seeds, each arm gets
-   more seeds until its own interval on the primary metric is within ``target`` (:mod:`.adaptive`);
-5. time every arm once, interleaved, with nothing else of the sweep running (:mod:`.arm_speed`, ``speed.csv``);
+   every row that comes back is appended to ``results.csv`` at once, by this process only (the per-class AP it
+   carries to ``per_class.csv`` just before, :mod:`.records.perclass`). A failed run is recorded
+   and the sweep goes on; Ctrl-C stops the workers and keeps every finished row. With adaptive seeds, the first
+   seeds are a pilot that fixes each arm's total (Stein's two-stage rule for ±``target`` on the primary metric,
+   :mod:`.adaptive`);
+5. time every arm once, interleaved, with nothing else of the sweep running (:mod:`.arm_speed`, ``speed.csv``); with
+   ``speed.formats`` beyond torch, each arm exported from its trained weights first and timed in those runtimes too
+   (:mod:`.formats`);
 6. regenerate ``summary.csv``, ``summary.md``, ``pareto.png`` and ``curves.png`` from ``results.csv``
    (:mod:`.report`).
 
@@ -29,6 +33,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from ..cocoeval import DEFAULT_BUCKETS
 from ..errors import NeckConfigError
 from .execute.executors import Executor
 from .execute.factory import check_available, make_executor, start_early
@@ -36,6 +41,7 @@ from .execute.run import RunTask, environment
 from .prepare.plan import DataRef, RunPlan
 from .prepare.prepare import Prepared, prepare, write_inputs
 from .prepare.variants import plain
+from .records import perclass
 from .records.columns import RESULTS_COLUMNS
 from .records.store import RESULTS, ResultsStore, sweep_lock
 from .spec.load import Spec, load_spec
@@ -127,8 +133,8 @@ def _plan_status(prep: Prepared, plans: list[RunPlan], store: ResultsStore, retr
     seeds = sorted({p.seed for p in plans})
     policy = spec.adaptive
     what = (f"{len(spec.arms)} arms x {len(seeds)} seeds = {len(plans)} runs" if policy is None else
-            f"{len(spec.arms)} arms x seeds {seeds[0]}..{seeds[-1]} (adaptive: up to {policy.max} seeds until "
-            f"every interval is within ±{policy.target:g} on {spec.metric})")
+            f"{len(spec.arms)} arms x seeds {seeds[0]}..{seeds[-1]} (adaptive: a pilot of {policy.min} seeds fixes "
+            f"each arm's total for ±{policy.target:g} on {spec.metric}, at most {policy.max})")
     LOGGER.info(f"{_title(spec)}: {what}; {n_done} done, {failed_note if n_failed else ''}{len(pending)} to run "
                 f"-> {spec.sweep_dir}")
     if spec.baseline is None:
@@ -185,6 +191,7 @@ def _base_row(plan: RunPlan, prep: Prepared, env: dict[str, str], executor: Exec
         "transferred": transfer.text if transfer else "",
         "scratch_layers": "; ".join(transfer.scratch) if transfer else "",
         "freeze": plain(spec.train_args.get("freeze", "")),
+        "size_buckets": list(spec.size_buckets or DEFAULT_BUCKETS),
         "device": spec.device,
         "executor": executor.name,
         **env,
@@ -261,20 +268,38 @@ def _time_arms(prep: Prepared, executor: Executor) -> None:
     from .records.timings import needs_timing, record_timings
 
     spec, title = prep.spec, _title(prep.spec)
-    if not needs_timing(spec.sweep_dir, prep.models, spec):
+    formats = [f for f in spec.speed.formats if f != "torch"]
+    weights = _trained_weights(prep) if formats else {}
+    if not needs_timing(spec.sweep_dir, prep.models, spec, weights):
         LOGGER.info(f"{title}: every arm is already timed (speed.csv)")
         return
     given = spec.execution.threads_per_run
     threads = given if isinstance(given, int) else max(1, (os.cpu_count() or 1) // max(1, executor.slots))
-    LOGGER.info(f"{title}: timing {len(prep.models)} arms once each, interleaved over {spec.speed.repeats} rounds, "
-                f"{threads} thread(s) on the CPU or one GPU, with nothing else of the sweep running")
-    rows, rounds = executor.time_arms(prep.models, spec, threads, spec.execution.timing_node)
+    also = f" in torch and {', '.join(formats)} (exported from each arm's trained weights first)" if formats else ""
+    LOGGER.info(f"{title}: timing {len(prep.models)} arms once each{also}, interleaved over {spec.speed.repeats} "
+                f"rounds, {threads} thread(s) on the CPU or one GPU, with nothing else of the sweep running")
+    rows, rounds = executor.time_arms(prep.models, spec, threads, spec.execution.timing_node, weights=weights)
     rows = latency_deltas(rows, rounds)
-    record_timings(spec.sweep_dir, rows)
+    record_timings(spec.sweep_dir, rows, rounds)  # speed.csv, and every round in speed_rounds.csv
     for r in rows:
-        if r["starved"]:
+        if r.get("error"):  # that arm's cell in that format only; the rest of the session stands
+            LOGGER.warning(f"{title}: arm {r['arm']}: {r['error']}")
+        if r["starved"] and r.get("format", "torch") == "torch":
             LOGGER.warning(f"{title}: the timing of arm {r['arm']} got {100 * r['cpu_share']:.0f}% of its {threads} "
                            f"thread(s) (< {MIN_SHARE:.0%}): the machine was busy; its latency is flagged in the summary")
+
+
+def _trained_weights(prep: Prepared) -> dict[str, str]:
+    """Each arm's trained weights that ``speed.formats`` exports: those of its finished run of the lowest seed (the
+    runs as planned now, by configuration hash; an arm without one is left out, and its format cells say so)."""
+    store = ResultsStore(prep.spec.sweep_dir / RESULTS)
+    done = {r.get("config_hash"): r for r in store.read(warn=False) if r.get("status") == "ok" and r.get("weights")}
+    out: dict[str, str] = {}
+    for p in sorted(prep.plans, key=lambda p: p.seed):
+        row = done.get(p.config_hash)
+        if row is not None and p.arm.name not in out:
+            out[p.arm.name] = str(row["weights"])
+    return out
 
 
 def _execute(prep: Prepared, plans: list[RunPlan], store: ResultsStore, executor: Executor, env: dict,
@@ -306,6 +331,9 @@ def _execute(prep: Prepared, plans: list[RunPlan], store: ResultsStore, executor
                     fn(event.task.plan)
                 continue
             row = event.row
+            classes = row.pop(perclass.ROW_KEY, None)  # a run's per-class AP: per_class.csv, before its row
+            if row.get("status") == "ok" and classes:
+                perclass.append(spec.sweep_dir, row, classes)
             store.append(row)
             if tracker is not None:
                 tracker.record(row)

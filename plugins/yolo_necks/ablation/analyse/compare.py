@@ -11,7 +11,8 @@ from ...errors import NeckConfigError
 from .formatting import NA, fmt_delta, fmt_mean_std, md_table, signed
 from ..records.timings import latest_timings
 from .report import RESULTS, SUMMARY_CSV, load_results
-from ..records.columns import METRICS, num
+from .sections import adaptive_policy
+from ..records.columns import METRICS, is_true, num
 from .stats import summarize, upgrade_summary
 
 
@@ -35,9 +36,13 @@ def load_summary(path: str | Path) -> tuple[pd.DataFrame, str]:
         summary = upgrade_summary(pd.read_csv(p))
     elif "status" in head:
         timings = latest_timings(p.parent)
-        summary = summarize(load_results(p), timings=timings if len(timings) else None)
+        policy = adaptive_policy(p.parent)  # adaptive seeds: Stein's pilot makes the seed part
+        summary = summarize(load_results(p), timings=timings if len(timings) else None,
+                            pilot=policy["min"] if policy else None)
     else:
         raise NeckConfigError(f"{p}: neither a results.csv nor a summary.csv of a sweep")
+    if "contrast" in summary.columns:  # a sweep's contrasts between its arms: its own summary.md, never compared here
+        summary = summary[~summary["contrast"].map(is_true)].reset_index(drop=True)
     if summary.empty:
         raise NeckConfigError(f"{p}: no runs recorded")
     label = str(summary["sweep"].dropna().iloc[0]) if "sweep" in summary and summary["sweep"].notna().any() else ""
@@ -115,7 +120,8 @@ def compare(paths: list[str | Path], metrics: list[str] | None = None) -> str:
         "Δ vs baseline: paired by seed within each sweep; [interval] from Student's t, adjusted (Holm) for the arms "
         "each sweep compares with its baseline, per metric; p: paired t-test, Holm: Holm-adjusted p; **bold**: the "
         "adjusted interval excludes 0 (Holm-adjusted p ≤ 0.05). The last column(s): difference of means between "
-        "sweeps (not paired).",
+        "sweeps, unpaired: the sweeps share no runs, so no interval or test is given for them; comparisons within a "
+        "sweep (Δ vs its baseline, its contrasts between arms) are paired by seed and are in its own summary.md.",
         "",
     ]
     lines += md_table(header, rows)

@@ -63,9 +63,7 @@ def fmt_delta(metric: str, row, ci: bool | None = None, adjusted: bool = True) -
         return NA
     text = signed(metric, d)
     if metric == "latency_ms":
-        base = num(row.get(f"{metric}_mean")) - d
-        if base > 0:
-            text += f" ({100 * d / base:+.1f}%)".replace("-", "−")
+        text += latency_pct(row)
     if not ci:
         return text
     key = "delta_adj" if adjusted else "delta"
@@ -79,6 +77,23 @@ def fmt_delta(metric: str, row, ci: bool | None = None, adjusted: bool = True) -
     p, p_holm = fmt_p(row.get(f"{metric}_delta_p")), fmt_p(row.get(f"{metric}_delta_p_holm"))
     p = p if p.startswith("<") else f"={p}"
     return f"{text} [{signed(metric, lo)}, {signed(metric, hi)}] p{p} (Holm {p_holm})"
+
+
+def latency_kind(summary: pd.DataFrame) -> str:
+    """``median``: the arms were timed once per sweep (each arm's latency is the median over one session's rounds);
+    ``mean``: older sweeps timed every run (a mean over seeds of per-run medians)."""
+    timed = "speed_session" in summary.columns and summary["speed_session"].astype(str).str.len().gt(0).any()
+    return "median" if timed else "mean"
+
+
+def latency_pct(row) -> str:
+    """`` (+5.8%)``: Δ latency as a share of the baseline's latency (its median over the timing rounds,
+    ``latency_ms_delta_pct``; summaries without that column: the arm's latency minus Δ), or ''."""
+    d, pct = num(row.get("latency_ms_delta")), num(row.get("latency_ms_delta_pct"))
+    if not math.isfinite(pct):
+        base = num(row.get("latency_ms_mean")) - d
+        pct = 100 * d / base if base > 0 else float("nan")
+    return f" ({pct:+.1f}%)".replace("-", "−") if math.isfinite(pct) else ""
 
 
 def level_text(v) -> str:

@@ -21,14 +21,18 @@ import pandas as pd
 
 from ...errors import NeckConfigError
 from ..records.columns import METRICS, is_true, num, upgrade_results
-from ..records.timings import latest_timings
-from .formatting import NA, floats, fmt_delta, fmt_mean_std, level_text, md_table, unique
+from ..records.perclass import read as read_per_class
+from ..records.timings import format_rows, latest_timings
+from .formatting import NA, floats, fmt_delta, fmt_mean_std, latency_kind, level_text, md_table, unique
 from .plots import plot_curves, plot_pareto
 from .sections import (adaptive_policy, equivalence_section, placement_text, precision_section,
                        reproducibility_line, speed_lines, stop_reasons, verdict_section)
 from .stats import (DEFAULT_METRIC, DEFAULT_TARGET, check_margin, check_metric_target, latest_runs, mixed_settings,
                     summarize)
-from .valshare import val_share
+from .classes import SUMMARY_PER_CLASS, add_class_columns, class_section, class_summary
+from .sizes import size_section
+from .contrasts import contrast_section, report_contrasts
+from .deployment import add_format_columns, deployment_section, format_cells, format_headers
 
 RESULTS, SUMMARY_CSV, SUMMARY_MD = "results.csv", "summary.csv", "summary.md"
 PARETO, CURVES = "pareto.png", "curves.png"
@@ -95,9 +99,12 @@ def _start_line(runs: pd.DataFrame) -> str:
             f"freeze {freeze or 'none'}; transferred: " + "; ".join(per_arm))
 
 
-def render_markdown(results: pd.DataFrame, summary: pd.DataFrame, level: float = 0.95) -> str:
-    """``summary.md``: title, verdict, setting, the table with its note, precision planning, failed runs."""
+def render_markdown(results: pd.DataFrame, summary: pd.DataFrame, level: float = 0.95,
+                    per_class: pd.DataFrame | None = None, notes: list[str] | None = None) -> str:
+    """``summary.md``: title, verdict, setting, the table with its note, precision planning, AP by size and per
+    class, contrasts (``notes``: contrasts left out), failed runs."""
     runs = latest_runs(results)
+    summary, contrasts = split_contrasts(summary)
     metric, target = _primary(summary)
     sweep = unique(runs, "sweep") or "sweep"
     reduced = unique(runs, "reduced")
@@ -148,9 +155,10 @@ def render_markdown(results: pd.DataFrame, summary: pd.DataFrame, level: float =
     header = ["Arm", "Block"] + ["Placement"] * placed + ["Runs ok"]
     for col, delta in TABLE:
         label = METRICS[col][0]
-        header.append(label)
+        header.append("Latency, median (ms)" if col == "latency_ms" and timed else label)
         if delta:
             header.append(f"Δ {label} [adj. CI] p (Holm)")
+    header += format_headers(summary)  # a latency column per deployment format beyond torch (speed.formats)
     header.append("Pareto")
     rows = []
     for _, r in summary.iterrows():
@@ -168,14 +176,19 @@ def render_markdown(results: pd.DataFrame, summary: pd.DataFrame, level: float =
             cells.append(fmt_mean_std(col, r))
             if delta:
                 cells.append(fmt_delta(col, r))
+        cells += format_cells(summary, r)
         cells.append("yes" if is_true(r.get("pareto")) else "")
         rows.append(cells)
     lines += md_table(header, rows)
-    lines += ["", _table_note(summary, base, metric, level)]
+    lines += ["", _table_note(summary, base, metric, level) + (LATENCY_NOTE if timed else "")]
     lines += ["", f"Training curves: [{CURVES}]({CURVES}) (box, cls and dfl training losses and val mAP50-95 per "
               "epoch, mean over seeds with a min-max band, from each run's ultralytics results.csv)."]
     lines += precision_section(summary, metric, target)
     lines += equivalence_section(summary, metric)
+    lines += size_section(summary, runs)
+    lines += class_section(per_class if per_class is not None else pd.DataFrame())
+    lines += contrast_section(contrasts, summary, metric, level, notes)
+    lines += deployment_section(summary, level)
     failed = runs[runs["status"].astype(str) != "ok"]
     if len(failed):
         lines += ["", "## Failed runs", ""]
@@ -192,6 +205,30 @@ def render_markdown(results: pd.DataFrame, summary: pd.DataFrame, level: float =
     return "\n".join(lines) + "\n"
 
 
+# what the latency columns are when the arms were timed once per sweep (:mod:`..execute.arm_speed`)
+LATENCY_NOTE = (
+    " Latency: the median over the rounds of one timing session ± their SD. Δ Latency: the mean of the per-round "
+    "paired differences to the baseline (paired by timing round, not by seed; % of the baseline's median), its "
+    "[adj. CI] over the timing rounds of that one session: timing noise only, not the spread between machines or "
+    "seeds; adjusted over the arms like the other metrics."
+)
+
+
+def _covers_note(others: pd.DataFrame) -> str:
+    """What the table's intervals cover, metric by metric: the seeds and the val set's images where the runs stored
+    paired bootstrap replicates (their val-set SE is summary.csv's ``*_val_se``), else the seeds only."""
+    with_val = [METRICS[c][0] for c, _ in TABLE if f"{c}_val_se" in others.columns
+                and pd.to_numeric(others[f"{c}_val_se"], errors="coerce").notna().any()]
+    if not with_val:
+        return ("it covers the seeds only (the runs stored no bootstrap replicates over the val images: the interval "
+                "is conditional on this val split)")
+    return (f"for {', '.join(with_val)} it covers the seeds and the val set's images (half-width "
+            "√((t·sd/√n)² + (t′·SE_val)²): sd over the paired seeds with n − 1 degrees of freedom, SE_val the SD of "
+            "the seed-averaged Δ over the runs' paired bootstrap replicates of the val images, `*_val_se` in "
+            "summary.csv, with the val images − 1), for an arm without replicates and for the other metrics the seeds "
+            "only (latency: the timing rounds)")
+
+
 def _table_note(summary: pd.DataFrame, base: list[str], metric: str, level: float) -> str:
     """The note under the table: what Δ, the adjusted interval, the bold mark, p, Holm and Pareto mean."""
     alpha = 1.0 - level
@@ -199,16 +236,24 @@ def _table_note(summary: pd.DataFrame, base: list[str], metric: str, level: floa
     m = sum(map(math.isfinite, floats(others[f"{metric}_delta_p_holm"])))
     family = (f"the m = {m} arms compared with the baseline (per metric; arms with fewer than 2 paired seeds have no "
               "p-value and do not count)")
+    c = int(summary.attrs.get("contrasts_in_family", 0))
+    if c:
+        family = (f"the m = {m + c} comparisons of each metric's family: the {m} arms compared with the baseline and "
+                  f"the {c} contrasts between arms (comparisons with fewer than 2 paired seeds have no p-value and do "
+                  "not count)")
+        m += c
     return (
-        f"Δ = arm − baseline ({', '.join(base) or 'none'}), paired by seed. [adj. CI]: Student-t interval over the "
-        f"paired seeds, adjusted for {family} consistently with Holm's procedure: at level 1 − {alpha:g}/m "
+        f"Δ = arm − baseline ({', '.join(base) or 'none'}), paired by seed. [adj. CI]: Student-t interval of the "
+        f"seed-averaged Δ; {_covers_note(others)}; adjusted for {family} consistently with Holm's procedure: at "
+        f"level 1 − {alpha:g}/m "
         + (f"({level_text(1 - alpha / m)}) " if m else "")
         + f"for a Δ Holm does not reject, at 1 − {alpha:g}/(m − j + 1) for the Δ rejected at Holm step j. "
         f"**Bold** Δ: the adjusted interval excludes 0, exactly when the Holm-adjusted p ≤ {alpha:g} (family-wise "
-        f"error ≤ {alpha:.0%}). p: paired t-test; Holm: Holm-adjusted p. CI n/a: fewer than 2 paired seeds. "
+        f"error ≤ {alpha:.0%}). p: t-test of Δ = 0 with that standard error; Holm: Holm-adjusted p. CI n/a: fewer "
+        "than 2 paired seeds. "
         f"Unadjusted {level:.0%} intervals are in summary.csv (`*_delta_lo`, `*_delta_hi`). Pareto: no other arm is "
-        "at least as accurate (mean mAP50-95) and at least as fast (mean latency) and better on one (the front in "
-        "pareto.png)."
+        f"at least as accurate (mean mAP50-95) and at least as fast ({latency_kind(summary)} latency) and better on one "
+        "(the front in pareto.png)."
     )
 
 
@@ -218,8 +263,9 @@ def _table_note(summary: pd.DataFrame, base: list[str], metric: str, level: floa
 def report_settings(folder: str | Path, target: float | None = None, metric: str | None = None,
                     margin: float | None = None) -> tuple[str, float, float | None]:
     """The primary ``metric``, precision ``target`` and equivalence ``margin`` of a sweep's report: the arguments when
-    given, else the sweep folder's ``spec.yaml`` (top-level keys, or ``target``/``metric`` inside a ``seeds``
-    mapping such as ``{min: 3, max: 20, target: 0.01}``), else ``map50_95``, 0.01 and no margin."""
+    given, else the sweep folder's ``spec.yaml`` (a ``target`` inside a ``seeds`` mapping such as ``{min: 3, max: 20,
+    target: 0.01}`` first: the one adaptive seeds planned with; else the top-level keys), else ``map50_95``, 0.01 and
+    no margin."""
     spec: dict = {}
     path = Path(folder) / "spec.yaml"
     if (target is None or metric is None or margin is None) and path.is_file():
@@ -236,8 +282,10 @@ def report_settings(folder: str | Path, target: float | None = None, metric: str
                                 ("margin", margin, None)):
         if given is not None:
             values[key] = (given, "report")
-        elif key in spec or key in seeds:
-            values[key] = (spec[key] if key in spec else seeds[key], f"{path}: key '{key}'")
+        elif key in seeds:  # the adaptive seeds' own target wins, as it did when the sweep planned its seeds
+            values[key] = (seeds[key], f"{path}: key 'seeds.{key}'")
+        elif key in spec:
+            values[key] = (spec[key], f"{path}: key '{key}'")
         else:
             values[key] = (default, "report")
     (metric, metric_src), (target, target_src), (margin, margin_src) = values["metric"], values["target"], \
@@ -253,28 +301,34 @@ def report_settings(folder: str | Path, target: float | None = None, metric: str
         raise NeckConfigError(f"{target_src if 'target' in str(e) else margin_src}: {e}") from None
 
 
-def add_val_shares(summary: pd.DataFrame, runs: pd.DataFrame) -> None:
-    """Per arm and mAP metric, the val sampling's SD of a paired Δ and its share of the variance over seeds."""
-    base_rows = summary[summary["baseline"].map(is_true)]
-    if not len(base_rows):
-        return
-    base = str(base_rows["arm"].iloc[0])
-    for metric in ("map50_95", "map50"):
-        cells = [val_share(runs, str(r["arm"]), base, metric, num(r.get(f"{metric}_delta_sd")))
-                 if not is_true(r["baseline"]) else {} for _, r in summary.iterrows()]
-        summary[f"{metric}_val_sd"] = [c.get("val_sd", float("nan")) for c in cells]
-        summary[f"{metric}_val_share"] = [c.get("val_share", float("nan")) for c in cells]
-        summary[f"{metric}_val_basis"] = [c.get("basis", "") for c in cells]
+def split_contrasts(summary: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the arms' rows, the contrasts' rows) of a summary; the arms' frame carries in ``attrs`` how many contrasts
+    share the primary metric's Holm family (the sentences about the family say so)."""
+    if "contrast" not in summary.columns:
+        return summary, summary.iloc[0:0]
+    flag = summary["contrast"].map(is_true)
+    arms, contrasts = summary[~flag].copy(), summary[flag].copy()
+    metric = _primary(summary)[0] if len(summary) else DEFAULT_METRIC
+    col = f"{metric}_delta_p_holm"
+    arms.attrs["contrasts_in_family"] = sum(math.isfinite(num(v)) for v in contrasts[col]) if col in contrasts else 0
+    return arms, contrasts
+
+
+def _baseline_arm(summary: pd.DataFrame) -> str | None:
+    rows = summary[summary["baseline"].map(is_true)]
+    return str(rows["arm"].iloc[0]) if len(rows) else None
 
 
 def write_report(sweep: str | Path, target: float | None = None, metric: str | None = None,
-                 margin: float | None = None) -> dict:
+                 margin: float | None = None, contrasts: list[str] | None = None) -> dict:
     """(Re)generate ``summary.csv``, ``summary.md``, ``pareto.png`` and ``curves.png`` of a sweep folder (or next to
     a results.csv).
 
     ``metric`` (primary metric of the verdicts and planning), ``target`` (wanted half-width of its 95% interval of
     Δ) and ``margin`` (equivalence margin, mAP units) default to the folder's spec.yaml, else ``map50_95``, 0.01 and
     none (:func:`report_settings`).
+    ``contrasts``: ``A:B`` comparisons between two arms added to those of the folder's spec.yaml
+    (:mod:`.contrasts`; rows with ``contrast`` True in the summary).
     Returns ``{"summary": DataFrame, "markdown": str, "paths": [...], "metric": str, "target": float,
     "margin": float | None}``.
     """
@@ -283,17 +337,24 @@ def write_report(sweep: str | Path, target: float | None = None, metric: str | N
     results = load_results(p)
     metric, target, margin = report_settings(folder, target, metric, margin)
     timings = latest_timings(folder)
-    summary = summarize(results, metric=metric, target=target, margin=margin, timings=timings if len(timings) else None)
+    policy = adaptive_policy(folder)
+    pairs, notes = report_contrasts(folder, contrasts, latest_runs(results))
+    summary = summarize(results, metric=metric, target=target, margin=margin,
+                        timings=timings if len(timings) else None, pilot=policy["min"] if policy else None,
+                        contrasts=tuple(pairs))
+    summary = add_format_columns(summary, timings if len(timings) else None)  # speed.formats beyond torch
     if summary.empty:
         raise NeckConfigError(f"{folder / RESULTS}: no runs recorded yet")
-    add_val_shares(summary, latest_runs(results))
-    policy = adaptive_policy(folder)
+    per_class = class_summary(read_per_class(folder), latest_runs(results), _baseline_arm(summary))
+    summary = add_class_columns(summary, per_class)
     if policy is not None:
         summary["seeds_stop"] = stop_reasons(summary, metric, target, policy)
-    md = render_markdown(results, summary)
+    md = render_markdown(results, summary, per_class=per_class, notes=notes)
     from ..records.store import atomic_write
 
     atomic_write(folder / SUMMARY_CSV, summary.to_csv(index=False))
+    if len(per_class):
+        atomic_write(folder / SUMMARY_PER_CLASS, per_class.to_csv(index=False))
     atomic_write(folder / SUMMARY_MD, md)
     runs = latest_runs(results)
     ok = runs[runs["status"].astype(str) == "ok"]
@@ -302,11 +363,13 @@ def write_report(sweep: str | Path, target: float | None = None, metric: str | N
     title = f"{sweep_name}: mAP50-95 vs latency" + (f" (reduced: {reduced})" if reduced else "")
     xlabel = "batch-1 latency (ms)"
     if len(timings):
-        xlabel += f", {unique(timings, 'dtype')} on {unique(timings, 'device_name')}, timed once per arm"
+        torch_t = format_rows(timings)  # the plot's latency is torch's
+        xlabel += f", {unique(torch_t, 'dtype')} on {unique(torch_t, 'device_name')}, timed once per arm"
     elif len(ok):
         xlabel += f", {unique(ok, 'speed_dtype')} on {unique(ok, 'speed_device_name') or unique(ok, 'speed_device')}"
-    plot_pareto(summary, folder / PARETO, title, xlabel)
+    plot_pareto(split_contrasts(summary)[0], folder / PARETO, title, xlabel)
     plot_curves(runs, folder / CURVES, f"{sweep_name}: training curves" + (f" (reduced: {reduced})" if reduced else ""),
                 folder)
     paths = [folder / n for n in (SUMMARY_CSV, SUMMARY_MD, PARETO, CURVES)]
+    paths += [folder / SUMMARY_PER_CLASS] * bool(len(per_class))
     return {"summary": summary, "markdown": md, "paths": paths, "metric": metric, "target": target, "margin": margin}

@@ -8,8 +8,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from .formatting import NA, floats, fmt, interval_text, level_text, md_table, p_is, signed, unique
-from ..records.columns import METRICS, as_strings, is_true, num
+from .formatting import (NA, floats, fmt, interval_text, latency_kind, latency_pct, level_text, md_table, p_is,
+                         signed, unique)
+from ..records.columns import METRICS, SIZE_METRICS, as_strings, is_true, num
+from .sizes import size_clause
+from .decide import verdict_of
+from .stopping import stein_seeds
 
 
 def placement_text(r) -> str:
@@ -32,21 +36,20 @@ def _arm_verdict(r, metric: str, target: float, base: str) -> str:
         if n == 1:
             return head + f"undetermined: needs ≥2 paired seeds (has 1; Δ {label} {signed(metric, d)} from it)."
         return head + f"undetermined: no seed finished in both this arm and the baseline {base}."
-    stats = (f"Δ {signed(metric, d)} {interval_text(metric, r)} ({level_text(r.get(f'{metric}_delta_adj_level'))} "
-             f"interval, Holm p {p_is(r.get(f'{metric}_delta_p_holm'))})")
+    stats = f"Δ {signed(metric, d)}, {_difference_text(metric, r)}"
     margin = num(r.get("margin"))
     if verdict in ("better", "worse"):
         text = f"**{verdict}** on {label}: {stats}"
-        if math.isfinite(margin) and is_true(r.get(f"{metric}_noninf")) and verdict == "worse":
-            text += f"; but by less than the margin: not worse than −{fmt(metric, margin)}, {_noninf_text(metric, r)}"
     elif verdict in ("equivalent", "not worse", "undecided"):
-        text = _margin_verdict(verdict, metric, r, margin) + f"; difference: {stats}"
+        text = _margin_verdict(verdict, metric, r, margin)
     else:
         text = f"no detectable difference in {label} at this precision: {stats}"
         lo, hi = num(r.get(f"{metric}_delta_adj_lo")), num(r.get(f"{metric}_delta_adj_hi"))
         if -target <= lo and hi <= target:
             text += f"; the interval rules out differences beyond ±{fmt(metric, target)}"
     parts = [text]
+    if metric not in SIZE_METRICS:  # one clause for the size buckets where the adjusted interval excludes 0
+        parts += [c for c in [size_clause(r)] if c]
     if metric != "latency_ms":
         parts += [c for c in [_latency_clause(r)] if c]
     if is_true(r.get("pareto")):
@@ -54,61 +57,69 @@ def _arm_verdict(r, metric: str, target: float, base: str) -> str:
     return head + "; ".join(parts) + "."
 
 
-def _equiv_text(metric: str, r) -> str:
-    """``[−0.004, +0.008] (90% interval, TOST Holm p = 0.01)``: the interval the equivalence decision rests on."""
-    lo, hi = num(r.get(f"{metric}_equiv_lo")), num(r.get(f"{metric}_equiv_hi"))
-    return (f"[{signed(metric, lo)}, {signed(metric, hi)}] ({level_text(r.get(f'{metric}_equiv_level'))} interval, "
-            f"TOST Holm p {p_is(r.get(f'{metric}_tost_p_holm'))})")
+def covers(r, metric: str) -> str:
+    """What a Δ's interval covers: ``seeds and val images`` when the runs' paired bootstrap replicates gave its val
+    set's part, else ``seeds only`` (the val images held fixed)."""
+    return "seeds and val images" if math.isfinite(num(r.get(f"{metric}_val_se"))) else "seeds only"
 
 
-def _noninf_text(metric: str, r) -> str:
-    """``lower bound −0.006 (one-sided 97.5%, Holm p = 0.02)``: the bound the non-inferiority decision rests on."""
-    lo = num(r.get(f"{metric}_noninf_lo"))
-    return (f"lower bound {signed(metric, lo)} (one-sided {level_text(r.get(f'{metric}_noninf_level'))}, "
-            f"Holm p {p_is(r.get(f'{metric}_noninf_p_holm'))})")
+def _difference_text(metric: str, r) -> str:
+    """``Holm-adjusted 99% interval [−0.04, +0.10] (seeds and val images; Holm p = 0.28)``: the one interval every
+    verdict on ``metric`` reads off, named."""
+    return (f"Holm-adjusted {level_text(r.get(f'{metric}_delta_adj_level'))} interval {interval_text(metric, r)} "
+            f"({covers(r, metric)}; Holm p {p_is(r.get(f'{metric}_delta_p_holm'))})")
 
 
 def _margin_verdict(verdict: str, metric: str, r, margin: float) -> str:
-    """The verdict of an arm whose difference is not detectable, against the equivalence margin."""
+    """The verdict of an arm whose adjusted interval contains 0, against the margin, with the one interval (or its
+    lower end) the verdict rests on, named: equivalence as TOST's 1 − 2α′ interval, non-inferiority as a one-sided
+    bound."""
     label, d = METRICS[metric][0], num(r.get(f"{metric}_delta"))
     m = fmt(metric, margin)
+    level = num(r.get(f"{metric}_delta_adj_level"))
+    lo = num(r.get(f"{metric}_delta_adj_lo"))
+    name = f"Holm-adjusted {level_text(level)} interval"
     if verdict == "equivalent":
-        return f"**equivalent** within ±{m} on {label}: Δ {signed(metric, d)}, {_equiv_text(metric, r)} inside ±{m}"
+        return (f"**equivalent** within ±{m} on {label}: Δ {signed(metric, d)}; its {name} {interval_text(metric, r)} "
+                f"(TOST's 1 − 2α′ interval, α′ = {level_text((1 - level) / 2)}; {covers(r, metric)}) lies inside ±{m}")
     if verdict == "not worse":
-        return f"**not worse** than −{m} on {label}: Δ {signed(metric, d)}, {_noninf_text(metric, r)}"
-    return (f"undecided on {label} at ±{m}: Δ {signed(metric, d)}, {_equiv_text(metric, r)} reaches beyond ±{m} and "
-            f"the non-inferiority bound {signed(metric, num(r.get(f'{metric}_noninf_lo')))} does not clear −{m} "
-            f"(Holm p {p_is(r.get(f'{metric}_noninf_p_holm'))}); more seeds or a wider margin")
+        return (f"**not worse** than −{m} on {label}: Δ {signed(metric, d)}; its one-sided "
+                f"{level_text(1 - (1 - level) / 2)} lower bound {signed(metric, lo)} (the lower end of its {name}; "
+                f"{covers(r, metric)}) lies above −{m}")
+    return (f"undecided on {label} at ±{m}: Δ {signed(metric, d)}; its {name} {interval_text(metric, r)} "
+            f"({covers(r, metric)}) contains 0 and reaches below −{m}: more seeds (or more val images), or a wider "
+            "margin")
 
 
 def equivalence_section(summary: pd.DataFrame, metric: str) -> list[str]:
-    """Per arm and mAP metric: the equivalence interval and TOST p, the non-inferiority bound and p (with a margin)."""
+    """Per arm and mAP metric, with a margin: the verdict the adjusted interval gives and that interval."""
     margin = num(summary["margin"].iloc[0]) if "margin" in summary.columns else float("nan")
     others = summary[~summary["baseline"].map(is_true)]
-    metrics = [c for c in dict.fromkeys([metric, "map50_95", "map50"]) if f"{c}_tost_p" in summary.columns]
+    metrics = [c for c in dict.fromkeys([metric, "map50_95", "map50"]) if f"{c}_equiv" in summary.columns]
     if not math.isfinite(margin) or not len(others) or not metrics:
         return []
     m = fmt(metrics[0], margin)
-    header = ["Arm"]
-    for c in metrics:
-        header += [f"{METRICS[c][0]}: equivalent within ±{m}?", f"{METRICS[c][0]}: not worse than −{m}?"]
+    header = ["Arm"] + [f"{METRICS[c][0]} (±{m})" for c in metrics]
     rows = []
     for _, r in others.iterrows():
         cells = [str(r["arm"])]
         for c in metrics:
-            if not math.isfinite(num(r.get(f"{c}_tost_p"))):
-                cells += [NA, NA]
+            lo, hi = num(r.get(f"{c}_delta_adj_lo")), num(r.get(f"{c}_delta_adj_hi"))
+            if not (math.isfinite(lo) and math.isfinite(hi)):
+                cells.append(NA)
                 continue
-            eq = "**yes**" if is_true(r.get(f"{c}_equiv")) else "no"
-            ni = "**yes**" if is_true(r.get(f"{c}_noninf")) else "no"
-            cells += [f"{eq}: {_equiv_text(c, r)}", f"{ni}: {_noninf_text(c, r)}"]
+            word = verdict_of(lo, hi, margin, METRICS[c][1])
+            word = f"**{word}**" if word != "undecided" else word
+            cells.append(f"{word}: {interval_text(c, r)} ({level_text(r.get(f'{c}_delta_adj_level'))}, "
+                         f"{covers(r, c)})")
         rows.append(cells)
     return ["", f"## Equivalence and non-inferiority (margin ±{m})", "",
-            f"Two one-sided paired t-tests (TOST) per arm: *equivalent* when Δ is shown to lie inside ±{m}, *not worse* "
-            f"when Δ is shown to lie above −{m}; p-values Holm-adjusted over the arms, like the difference tests. The "
-            "interval shown is the one each decision rests on: at 1 − 2α/(m − j + 1) two-sided for the arm Holm "
-            "decided at step j (1 − 2α/m when it did not), so 'yes' exactly when it lies inside the margin. "
-            "Precision and recall: summary.csv (`*_tost_p`, `*_noninf_p`, ...).", ""] + md_table(header, rows)
+            f"One interval per arm and metric, the Holm-adjusted one of the table above, and one rule: **better** or "
+            f"**worse** when it excludes 0; else **equivalent** when it lies inside ±{m} (it is then TOST's 1 − 2α′ "
+            f"interval at α′ = (1 − level)/2 per side), **not worse** when its lower end (a one-sided bound at "
+            f"1 − α′) lies above −{m}; else undecided. So the verdicts of an arm never disagree, and the family-wise "
+            "error of all of them together is what the calibration benchmark measures (docs/statistics.md). The "
+            "unadjusted one-sided p-values are in summary.csv (`*_tost_p`, `*_noninf_p`).", ""] + md_table(header, rows)
 
 
 def _latency_clause(r) -> str | None:
@@ -116,10 +127,7 @@ def _latency_clause(r) -> str | None:
     d = num(r.get("latency_ms_delta"))
     if not math.isfinite(d):
         return None
-    text = f"latency {signed('latency_ms', d)} ms"
-    base = num(r.get("latency_ms_mean")) - d
-    if base > 0:
-        text += f" ({100 * d / base:+.1f}%)".replace("-", "−")
+    text = f"latency {signed('latency_ms', d)} ms" + latency_pct(r)
     if int(num(r.get("latency_ms_delta_n")) or 0) < 2 or not math.isfinite(num(r.get("latency_ms_delta_adj_lo"))):
         return text + ": not resolved (fewer than 2 paired seeds)"
     word = ("faster" if d < 0 else "slower") if is_true(r.get("latency_ms_delta_sig")) else "no detectable difference"
@@ -143,14 +151,17 @@ def verdict_section(summary: pd.DataFrame, metric: str, target: float, level: fl
     seeds = (f"{ns[0]}" if len(ns) == 1 else f"{ns[0]}–{ns[-1]}") if ns else "fewer than 2"
     margin = num(summary["margin"].iloc[0]) if "margin" in summary.columns else float("nan")
     against = f", and against the equivalence margin ±{fmt(metric, margin)}" if math.isfinite(margin) else ""
+    c = int(summary.attrs.get("contrasts_in_family", 0))  # contrasts between arms share each metric's family
+    with_contrasts = f" and the {c} contrast{'s' * (c != 1)} between arms below" if c else ""
     lines += [f"Δ {label} vs the baseline **{base}** over {seeds} paired seeds; intervals and p-values Holm-adjusted "
-              f"for the {m} arm{'s' * (m != 1)} compared (family-wise {level:.0%}){against}.", ""]
+              f"for the {m} arm{'s' * (m != 1)} compared{with_contrasts} (family-wise {level:.0%}){against}. "
+              + covers_sentence(others, metric), ""]
     lines += [_arm_verdict(r, metric, target, base) for _, r in others.iterrows()]
     front = summary[summary["pareto"].map(is_true)] if "pareto" in summary.columns else summary.iloc[0:0]
     if len(front):
         pts = ", ".join(f"{r['arm']} ({fmt('map50_95', r['map50_95_mean'])}, {fmt('latency_ms', r['latency_ms_mean'])}"
                         " ms)" for _, r in front.sort_values("latency_ms_mean").iterrows())
-        text = (f"- **Trade-off** (mean mAP50-95 vs mean latency): Pareto-optimal {pts}; each other arm is matched "
+        text = (f"- **Trade-off** (mean mAP50-95 vs {latency_kind(summary)} latency): Pareto-optimal {pts}; each other arm is matched "
                 "or beaten on both by one of these.")
         lat_n = floats(others["latency_ms_delta_n"]) if "latency_ms_delta_n" in others else []
         if any(k >= 2 for k in lat_n) and not others["latency_ms_delta_sig"].map(is_true).any():
@@ -195,6 +206,10 @@ def planning_line(r, metric: str, target: float, base: str) -> str:
     stop = "" if stop in ("", "nan") else f"; adaptive seeds: {int(num(r.get('n_runs')))} run, {stop}"
     if half <= target:
         return head + f"{now}; target ±{fmt(metric, target)} reached{stop}"
+    val_se = num(r.get(f"{metric}_val_se"))
+    if math.isfinite(val_se) and not (math.isfinite(need) and need > n):
+        return head + (f"{now}; ±{fmt(metric, target)} is out of reach of more seeds: the seed part is within it, the "
+                       f"val set's part is not (more val images would shrink it){stop}")
     return head + f"{now}; ±{fmt(metric, target)} needs {int(need)} seeds{stop}"
 
 
@@ -218,20 +233,30 @@ def adaptive_policy(folder: str | Path) -> dict | None:
 
 
 def stop_reasons(summary: pd.DataFrame, metric: str, target: float, policy: dict) -> list[str]:
-    """Why each arm's adaptive seeds stopped, from its runs alone: ``precise`` (its half-width is within target),
-    ``max`` (it has max seeds), ``no finished run``; ``open`` for an arm a sweep has not finished deciding."""
+    """Why each arm's adaptive seeds stopped, from its runs alone: Stein's total from its pilot (the SD the summary's
+    seed part used, ``{metric}_seed_sd``, over ``_seed_df`` + 1 pilot pairs, :func:`~.stopping.stein_seeds`):
+    ``planned`` (it has that total), ``max`` (the total was capped), ``no finished run``, ``too few pilot pairs``;
+    ``open`` for an arm a sweep has not finished."""
     out = []
     for _, r in summary.iterrows():
+        sd, df = num(r.get(f"{metric}_seed_sd")), num(r.get(f"{metric}_seed_df"))
+        runs = int(num(r.get("n_runs")) or 0)
         if is_true(r.get("baseline")):
             out.append("")
         elif not int(num(r.get("n_ok")) or 0):
             out.append("no finished run")
-        elif num(r.get(f"{metric}_delta_half")) <= target:
-            out.append("stopped: precise")
-        elif int(num(r.get("n_runs")) or 0) >= int(policy["max"]):
-            out.append(f"stopped: max {int(policy['max'])} seeds")
+        elif not (math.isfinite(sd) and math.isfinite(df)):
+            out.append("stopped: too few pilot pairs for an SD")
         else:
-            out.append("open: not finished")
+            wanted = stein_seeds(sd, int(df) + 1, target)
+            total = min(wanted, int(policy["max"]))
+            pilot = f"pilot SD {fmt(metric, sd)} over {int(df) + 1} seeds"
+            if runs < total:
+                out.append(f"open: {total} planned ({pilot})")
+            elif wanted > total:
+                out.append(f"stopped: max {total} seeds ({pilot} asked for {wanted})")
+            else:
+                out.append(f"stopped: planned ({pilot} -> {total})")
     return out
 
 
@@ -246,25 +271,49 @@ def precision_section(summary: pd.DataFrame, metric: str, target: float) -> list
     if "seeds_stop" in summary.columns:
         runs = [int(num(v) or 0) for v in summary["n_runs"]]
         whole = max(runs) * len(runs)
-        saved = ["", f"Adaptive seeds, per arm: each arm stopped when its own interval was within the target (or at "
-                 f"max); the baseline ran every seed an arm needed. {sum(runs)} runs, where giving every arm every "
-                 f"seed would have run {whole} (saved {whole - sum(runs)})."]
+        saved = ["", f"Adaptive seeds, per arm (Stein's two-stage rule): each arm's pilot SD fixed its total once "
+                 f"(the seeds whose interval's seed part is ±{fmt(metric, target)} at that SD, at most max), and its "
+                 "interval uses the pilot's SD and degrees of freedom, so its level is exact however many seeds the "
+                 f"pilot asked for; the baseline ran every seed an arm needed. {sum(runs)} runs, where giving every "
+                 f"arm every seed would have run {whole} (saved {whole - sum(runs)})."]
     return ["", "## Precision", "",
             f"Paired seeds needed for a 95% interval of ±{fmt(metric, target)} on Δ {label} (the target: "
             "`yolo-necks report --target`, or `target` in the spec), from the observed SD of the paired differences. "
-            "\"now\" is the half-width of the current 95% interval: the smallest Δ these seeds resolve (the adjusted "
-            "intervals above are wider). An SD from a few seeds is itself rough, so read the seed count as a guide; "
-            "a sweep that adds seeds should stop on this precision, never on a p-value.", ""] + [
+            "\"now\" is the half-width of the current 95% interval (the seeds and, where the runs stored bootstrap "
+            "replicates, the val set): the smallest Δ these runs resolve (the adjusted intervals above are wider); "
+            "the seed count is for the seed part, since more seeds do not shrink the val set's. An SD from a few "
+            "seeds is itself rough, so read the count as a guide, and never add seeds until an interval looks "
+            "narrow enough: that biases the SD at the stop downwards (adaptive seeds fix each arm's total from a "
+            "pilot instead).", ""] + [
         "- " + planning_line(r, metric, target, base) for _, r in others.iterrows()] + saved
 
 
 def _val_text(r, metric: str) -> str:
-    """``; val sampling: SD 0.006 of a paired Δ, ~12% of its variance over seeds (paired bootstrap)``, or ''."""
-    sd, share, basis = num(r.get(f"{metric}_val_sd")), num(r.get(f"{metric}_val_share")), r.get(f"{metric}_val_basis")
-    if not math.isfinite(sd):
+    """``; val set: SE 0.004 of the seed-averaged Δ (in the interval; more seeds do not shrink it)``, or ''."""
+    se = num(r.get(f"{metric}_val_se"))
+    if not math.isfinite(se):
         return ""
-    part = f"~{100 * share:.0f}% of its variance over seeds" if math.isfinite(share) else "no variance over seeds yet"
-    return f"; val sampling: SD {fmt(metric, sd)} of a paired Δ, {part} ({basis})"
+    return f"; val set: SE {fmt(metric, se)} of the seed-averaged Δ (in the interval; more seeds do not shrink it)"
+
+
+def covers_sentence(others: pd.DataFrame, metric: str) -> str:
+    """What the verdicts' intervals cover: the seeds and the val set's images, or the seeds only, and by which arms."""
+    label = METRICS[metric][0]
+    with_val = [str(r["arm"]) for _, r in others.iterrows() if covers(r, metric) != "seeds only"]
+    both = ("the seeds and the val set's images (the seed part from the SD over paired seeds, the val set's from the "
+            "runs' paired bootstrap replicates over the val images)")
+    only = "the seeds only (no bootstrap replicates: conditional on this val split)"
+    if len(with_val) == len(others):
+        text = f"The intervals of Δ {label} cover {both}."
+    elif not with_val:
+        text = f"The intervals of Δ {label} cover {only}."
+    else:
+        text = f"The intervals of Δ {label} cover {both} for {', '.join(with_val)}, {only} for the other arms."
+    pilot = f"{metric}_seed_df" in others.columns and bool((
+        pd.to_numeric(others[f"{metric}_seed_df"], errors="coerce") + 1
+        < pd.to_numeric(others[f"{metric}_delta_n"], errors="coerce")).any())
+    return text + (" With adaptive seeds the seed part is each arm's pilot SD with its degrees of freedom (Stein)."
+                   if pilot else "")
 
 
 def speed_lines(summary: pd.DataFrame) -> list[str]:
@@ -274,13 +323,18 @@ def speed_lines(summary: pd.DataFrame) -> list[str]:
 
     devices, sessions = distinct("speed_device_name"), distinct("speed_session")
     shares = [(str(r["arm"]), num(r.get("speed_cpu_share"))) for _, r in summary.iterrows()]
+    seeds = distinct("speed_order_seed")
+    order = (f"in an order shuffled every round (seed {', '.join(seeds)}), over" if seeds  # older sessions: fixed
+             else "round-robin (the same order every round) over")
     lines = [
         f"- speed: every arm timed once, after training, in one session with nothing else of the sweep running "
         f"({', '.join(distinct('speed_dtype'))} on {', '.join(distinct('speed_device'))}: {', '.join(devices)}, "
         f"{', '.join(distinct('speed_threads')) or '-'} thread(s), host {', '.join(distinct('speed_host'))}): fused "
-        f"models in eval mode, forward pass only (no pre-processing or NMS), interleaved round-robin over "
-        f"{', '.join(distinct('speed_rounds'))} rounds; latency = batch-1 median over rounds ± their SD; Δ latency "
-        "from the per-round paired differences to the baseline (speed.csv)"
+        f"models in eval mode, forward pass only (no pre-processing or NMS), interleaved {order} "
+        f"{', '.join(distinct('speed_rounds'))} rounds; latency = batch-1 median over the rounds of that one timing "
+        "session ± their SD; Δ latency = mean of the per-round paired differences to the baseline (and its % of the "
+        "baseline's median), its interval over the timing rounds of that one session: timing noise only, not "
+        "the spread between machines or seeds (speed.csv" + ("; every round in speed_rounds.csv)" if seeds else ")")
     ]
     starved = [f"{arm} ({100 * s:.0f}%)" for arm, s in shares if math.isfinite(s) and s < 0.9]
     if starved:

@@ -1,10 +1,12 @@
-"""Student's t without scipy: the distribution function and quantiles (regularised incomplete beta + bisection),
+"""Student's t without scipy: the distribution function, its tail (survival function: small p-values without
+cancellation) and quantiles (regularised incomplete beta; Newton's method on the tail),
 the half-width of a paired-t interval, precision planning (:func:`seeds_needed`: paired seeds for a target
 half-width at an observed SD), and the two one-sided tests of equivalence (:func:`paired_tost`)."""
 
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from statistics import NormalDist
 
 
@@ -58,28 +60,60 @@ def t_cdf(t: float, df: float) -> float:
     return 1.0 - tail if t >= 0 else tail
 
 
+def t_sf(t: float, df: float) -> float:
+    """P(T > t) for Student's t with ``df`` degrees of freedom, computed from the tail itself
+    (``0.5 · I_{df/(df+t²)}(df/2, 1/2)`` for t > 0), so that tails far below 1e-16 keep their relative precision
+    where ``1 - t_cdf(t, df)`` would round to 0. Every p-value of the package comes from here."""
+    if df <= 0:
+        raise ValueError(f"t_sf: df must be > 0, got {df}")
+    if math.isinf(t):
+        return 0.0 if t > 0 else 1.0
+    if t < 0:
+        return 1.0 - t_sf(-t, df)
+    return 0.5 * betainc(df / 2.0, 0.5, df / (df + t * t))
+
+
+def t_pdf(t: float, df: float) -> float:
+    """Density of Student's t."""
+    return math.exp(math.lgamma((df + 1.0) / 2.0) - math.lgamma(df / 2.0) - 0.5 * math.log(df * math.pi)
+                    - (df + 1.0) / 2.0 * math.log1p(t * t / df))
+
+
+@lru_cache(maxsize=1 << 16)  # the same levels and degrees of freedom come back again and again
 def t_ppf(p: float, df: float) -> float:
-    """Quantile of Student's t: the t with ``t_cdf(t, df) == p`` (bisection to ~1e-12)."""
+    """Quantile of Student's t: the t with ``t_cdf(t, df) == p``, to ~1e-12 relative.
+
+    Newton's method on the tail (:func:`t_sf`) from the Cornish-Fisher expansion around the normal quantile, kept
+    inside a bracket that every step narrows (a step that leaves it bisects instead): about five tail evaluations,
+    ~40 µs, where bisection took ~60 (the calibration benchmark asks for millions of quantiles)."""
     if not 0.0 < p < 1.0:
         raise ValueError(f"t_ppf: p must be in (0, 1), got {p}")
     if p == 0.5:
         return 0.0
     if p < 0.5:
         return -t_ppf(1.0 - p, df)
-    lo, hi = 0.0, 1.0
-    while t_cdf(hi, df) < p:
-        hi *= 2.0
-        if hi > 1e12:
-            return math.inf
+    q = 1.0 - p  # the upper tail to reach
+    z = NormalDist().inv_cdf(p)
+    z2 = z * z
+    t = z + z * (z2 + 1.0) / (4.0 * df) + z * ((5.0 * z2 + 16.0) * z2 + 3.0) / (96.0 * df * df)
+    lo, hi = 0.0, math.inf
     for _ in range(200):
-        mid = 0.5 * (lo + hi)
-        if t_cdf(mid, df) < p:
-            lo = mid
+        tail = t_sf(t, df)
+        if tail == q:
+            return t
+        if tail > q:
+            lo = t
         else:
-            hi = mid
-        if hi - lo < 1e-12 * max(1.0, hi):
-            break
-    return 0.5 * (lo + hi)
+            hi = t
+        new = t + (tail - q) / t_pdf(t, df)
+        if not lo < new < hi:
+            new = 2.0 * t if math.isinf(hi) else 0.5 * (lo + hi)
+            if new > 1e12:
+                return math.inf
+        if abs(new - t) <= 1e-13 * new or hi - lo <= 1e-13 * t:
+            return new
+        t = new
+    return t
 
 
 def finite(v) -> bool:
@@ -133,7 +167,7 @@ def one_sided_p(mean: float, sd: float, n: int, bound: float, above: bool) -> fl
     if sd == 0.0:
         return 0.0 if (mean > bound if above else mean < bound) else 1.0
     t = (mean - bound) / (sd / math.sqrt(n))
-    return 1.0 - t_cdf(t, n - 1) if above else t_cdf(t, n - 1)
+    return t_sf(t, n - 1) if above else t_sf(-t, n - 1)
 
 
 def paired_tost(mean: float, sd: float, n: int, margin: float) -> tuple[float, float, float]:

@@ -57,14 +57,16 @@ class Executor:
         raise NeckConfigError(f"key 'timing_node': '{node}' names a node, and executor={self.name} has none "
                               "(timing_node needs executor=ray)")
 
-    def time_arms(self, models: list, spec, threads: int, node: str | None = None):
+    def time_arms(self, models: list, spec, threads: int, node: str | None = None,
+                  weights: dict[str, str] | None = None):
         """Time every arm once, interleaved (:func:`~yolo_necks.ablation.execute.arm_speed.time_arms`): here, or on
-        ``node`` for an executor with nodes. Returns (``speed.csv`` rows, per-round times)."""
+        ``node`` for an executor with nodes; ``weights``: each arm's trained weights, exported to the formats of
+        ``speed.formats`` beyond torch. Returns (``speed.csv`` rows, per-round times)."""
         if node:
             self.check_timing_node(node)
         from .arm_speed import time_arms
 
-        return time_arms(models, spec, threads)
+        return time_arms(models, spec, threads, weights=weights)
 
 
 # ---------------------------------------------------------------------------------------------------- sequential

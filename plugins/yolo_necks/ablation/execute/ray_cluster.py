@@ -131,10 +131,11 @@ class RayExecutor(Executor):
     def check_timing_node(self, node: str) -> None:
         find_node(self.ray, node)
 
-    def time_arms(self, models: list, spec, threads: int, node: str | None = None):
+    def time_arms(self, models: list, spec, threads: int, node: str | None = None,
+                  weights: dict[str, str] | None = None):
         if not node:
-            return super().time_arms(models, spec, threads)
-        return time_on_node(self.ray, node, models, spec, threads)
+            return super().time_arms(models, spec, threads, weights=weights)
+        return time_on_node(self.ray, node, models, spec, threads, weights)
 
     def cancel(self) -> None:
         for ref in list(self._inflight):
@@ -194,9 +195,12 @@ def find_node(ray, node: str) -> dict:
     return hits[0]
 
 
-def time_on_node(ray, node: str, models: list, spec, threads: int) -> tuple[list[dict], dict]:
+def time_on_node(ray, node: str, models: list, spec, threads: int,
+                 weights: dict[str, str] | None = None) -> tuple[list[dict], dict]:
     """Time the arms (:func:`~yolo_necks.ablation.execute.arm_speed.time_arms`) as one Ray task pinned to ``node``, asking
-    for the timing's threads (at most the node's CPUs) so that no run shares them."""
+    for the timing's threads (at most the node's CPUs) so that no run shares them. ``weights`` (each arm's trained
+    weights, for ``speed.formats`` beyond torch) are paths: the node reads them where the runs wrote them (a shared
+    sweep folder); a path the node cannot read leaves that arm's format cells with their one-line error."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     from .arm_speed import time_arms
@@ -205,5 +209,5 @@ def time_on_node(ray, node: str, models: list, spec, threads: int) -> tuple[list
     threads = max(1, min(threads, int(found.get("Resources", {}).get("CPU", threads))))
     strategy = NodeAffinitySchedulingStrategy(found["NodeID"], soft=False)
     task = ray.remote(num_cpus=threads, max_calls=1)(time_arms).options(scheduling_strategy=strategy)
-    rows, rounds = ray.get(task.remote(models, spec, threads))
+    rows, rounds = ray.get(task.remote(models, spec, threads, weights=weights))
     return [{**r, "node": found["NodeID"][:12]} for r in rows], rounds

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from ...errors import NeckError, one_line
 from ..prepare.plan import DataRef, RunPlan, file_sha
+from ..records.perclass import ROW_KEY as PER_CLASS_KEY
 from ..spec.load import Spec
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -229,18 +230,24 @@ def train_kwargs(plan: RunPlan, spec: Spec, data: str) -> dict:
 
 def execute_run(plan: RunPlan, spec: Spec, data: str) -> dict[str, Any]:
     """Train, validate (with the bootstrap standard errors of its mAPs over the val images) and count one run; return
-    its metric columns. Raises on any failure. Latency is not timed here: the sweep times each arm once, after
+    its metric columns, with COCO's AP by object size (``spec.size_buckets``) from the same predictions and its
+    per-class AP under ``_per_class`` (rows for ``per_class.csv``, taken out by the sweep process). Raises on any
+    failure. Latency is not timed here: the sweep times each arm once, after
     training, with nothing else of the sweep running (:mod:`.arm_speed`)."""
     import torch
     from ultralytics import YOLO
     from ultralytics.utils.torch_utils import get_num_params
 
+    from ... import cocoeval
     from ...flops import model_gflops
     from ..records import replicates
     from . import valnoise
+    from .seeding import check_ddp, seed_data_order
 
     t0 = time.perf_counter()
     model = YOLO(str(plan.yaml_path), task="detect")
+    check_ddp(spec.device)  # where ultralytics seeds the loader with a constant, a DDP run cannot be reseeded
+    seed_data_order(model, plan.seed)  # the run seed reaches the image order and the loader workers' seeds
     if spec.tracking is None:
         model.add_callback("on_pretrain_routine_start", without_mlflow)
     model.train(**train_kwargs(plan, spec, data))
@@ -257,11 +264,12 @@ def execute_run(plan: RunPlan, spec: Spec, data: str) -> dict[str, Any]:
     t0 = time.perf_counter()
     first_device = spec.device.split(",")[0].strip()  # validation uses one device even after DDP training
     validating = YOLO(str(best), task="detect")
-    capture = valnoise.ValCapture()
+    capture, coco = valnoise.ValCapture(), cocoeval.CocoCapture()
     validating.add_callback("on_val_batch_end", capture)
+    validating.add_callback("on_val_end", coco)  # the predictions in COCO form (save_json) and per-class AP
     metrics = validating.val(
         data=data, split="val", imgsz=spec.imgsz, batch=spec.batch, device=first_device, workers=spec.workers,
-        plots=False, verbose=False, project=str(plan.run_dir), name="val", exist_ok=True,
+        plots=False, verbose=False, project=str(plan.run_dir), name="val", exist_ok=True, save_json=True,
     )
     val_s = time.perf_counter() - t0
     box = metrics.box
@@ -269,7 +277,10 @@ def execute_run(plan: RunPlan, spec: Spec, data: str) -> dict[str, Any]:
     if any(v != v for v in acc.values()):
         raise RuntimeError(f"validation returned NaN metrics {acc}")
     noise = valnoise.bootstrap(capture)
-    replicates.save(noise, plan.run_dir)
+    sizes, size_reps = coco_metrics(coco, spec.size_buckets)
+    replicates.save(noise, plan.run_dir, size_reps)
+    with contextlib.suppress(OSError):  # recorded above; validating best.pt again writes it again
+        (plan.run_dir / "val" / "predictions.json").unlink()
 
     del validating
     net = YOLO(str(best), task="detect").model  # unfused, as trained (validation fused its copy)
@@ -278,9 +289,26 @@ def execute_run(plan: RunPlan, spec: Spec, data: str) -> dict[str, Any]:
     del net
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-    return {**acc, "map50_se": noise["map50_se"], "map50_95_se": noise["map50_95_se"], **stats, "train_s": train_s,
-            "train_ips": images * epochs_run / train_s if images and train_s > 0 else float("nan"), "val_s": val_s,
-            "epochs_run": epochs_run, "weights": str(best)}
+    return {**acc, "map50_se": noise["map50_se"], "map50_95_se": noise["map50_95_se"], **sizes, **stats,
+            "train_s": train_s, "val_s": val_s, "epochs_run": epochs_run, "weights": str(best),
+            "train_ips": images * epochs_run / train_s if images and train_s > 0 else float("nan"),
+            PER_CLASS_KEY: coco.per_class}
+
+
+def coco_metrics(coco, buckets) -> tuple[dict, dict]:
+    """(the COCO columns of a run: AP, AP by object size, AR@100, box counts per size and the bootstrap SEs; the
+    COCO metrics' replicates) from a :class:`~yolo_necks.cocoeval.CocoCapture` of its validation. The replicates use
+    the resamples of the mAP bootstrap (:func:`.valnoise.resample_indices`), so they pair with it and across runs."""
+    from ... import cocoeval
+    from . import valnoise
+
+    if coco.data is None:
+        raise RuntimeError("the validation gave no predictions in COCO form (on_val_end did not run)")
+    values = cocoeval.evaluate(coco.data, buckets)
+    n = coco.data.n_images
+    reps = cocoeval.bootstrap_sizes(coco.data, valnoise.resample_indices(n), buckets) if n >= 2 else {}
+    se = cocoeval.bootstrap_se(reps) if reps else {f"{m}_se": float("nan") for m in cocoeval.METRICS}
+    return {**values, **se}, reps
 
 
 def without_mlflow(trainer) -> None:

@@ -94,10 +94,13 @@ def common_config(spec: Spec, data: str, pretrained_sha: str = "") -> dict:
         "device": spec.device,
         "workers": spec.workers,
         "train_args": spec.train_args,
-        "speed": asdict(spec.speed),
+        # speed.formats is not a run's configuration (it decides how the sweep times the arms after training)
+        "speed": {k: v for k, v in asdict(spec.speed).items() if k != "formats"},
     }
     if spec.pretrained:  # only when set: sweeps from scratch keep their hashes
         config["pretrained_sha"] = pretrained_sha
+    if spec.size_buckets is not None:  # what a run records (AP by object size); only when set, as above
+        config["size_buckets"] = list(spec.size_buckets)
     return config
 
 

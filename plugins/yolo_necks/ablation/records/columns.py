@@ -55,6 +55,23 @@ TABLE: tuple[Column, ...] = (
     Column("recall", "metric", "Recall", "{:.3f}", True, M, summary=4, fraction=True),
     Column("map50_se", "metric", tracked=M),
     Column("map50_95_se", "metric", tracked=M),
+    # COCO's evaluator on the same predictions (cocoeval.py): overall AP, AP by object size, AR@100; an empty size
+    # bucket is an empty cell, its count 0. Bootstrap SEs over the val images as for the mAPs above.
+    Column("coco_map50_95", "metric", "COCO AP", "{:.3f}", True, M, summary=11, fraction=True),
+    Column("map_small", "metric", "AP small", "{:.3f}", True, M, summary=12, fraction=True),
+    Column("map_medium", "metric", "AP medium", "{:.3f}", True, M, summary=13, fraction=True),
+    Column("map_large", "metric", "AP large", "{:.3f}", True, M, summary=14, fraction=True),
+    Column("coco_map50", "metric", "COCO AP50", "{:.3f}", True, M),
+    Column("ar100", "metric", "AR@100", "{:.3f}", True, M),
+    Column("coco_map50_95_se", "metric", tracked=M),
+    Column("map_small_se", "metric", tracked=M),
+    Column("map_medium_se", "metric", tracked=M),
+    Column("map_large_se", "metric", tracked=M),
+    Column("coco_map50_se", "metric", tracked=M),
+    Column("ar100_se", "metric", tracked=M),
+    Column("n_small", "provenance", tracked=M),  # ground-truth boxes of the val split per size bucket
+    Column("n_medium", "provenance", tracked=M),
+    Column("n_large", "provenance", tracked=M),
     Column("epochs", "setting", tracked=M, shared=True),
     Column("epochs_run", "metric", tracked=M),
     Column("train_s", "metric", "Train time (s)", "{:.1f}", False, M, summary=10),
@@ -90,6 +107,7 @@ TABLE: tuple[Column, ...] = (
     Column("transferred", "provenance"),
     Column("scratch_layers", "provenance"),
     Column("freeze", "setting", shared=True),
+    Column("size_buckets", "setting", tracked=TAG, shared=True),  # [a, b] px² of the original image
     Column("device", "setting", tracked=TAG, shared=True),
     Column("device_name", "provenance"),
     Column("run_device", "provenance", tracked=TAG),
@@ -119,6 +137,7 @@ METRICS: dict[str, tuple[str, bool, str]] = {
     c.name: (c.label, bool(c.higher_is_better), c.fmt) for c in sorted(TABLE, key=lambda c: c.summary) if c.summary
 }
 FRACTION_METRICS = tuple(m for m in METRICS if BY_NAME[m].fraction)
+SIZE_METRICS = {"map_small": "small", "map_medium": "medium", "map_large": "large"}  # metric -> its size bucket
 SETTING_COLUMNS = tuple(c.name for c in TABLE if c.shared)
 TAG_COLUMNS = tuple(c.name for c in TABLE if "tag" in c.tracked)
 PARAM_COLUMNS = tuple(c.name for c in TABLE if "param" in c.tracked)

@@ -79,20 +79,8 @@ class ResultsStore:
         return pd.read_csv(buf, keep_default_na=False, na_values=[""])
 
     # ------------------------------------------------------------------------------------------------ writing
-    @contextlib.contextmanager
     def _lock(self):
-        """Exclusive lock on the folder (POSIX ``flock``), so two processes never interleave their appends."""
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - not POSIX: a single writer is assumed
-            yield
-            return
-        fd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)  # closing releases the lock
+        return folder_lock(self.path.parent)
 
     def append(self, row: dict[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -116,6 +104,22 @@ class ResultsStore:
                         buf.write(raw if raw.endswith("\n") else raw + "\n")
                 writer.writerow(_cells(row))
             atomic_write(self.path, buf.getvalue())
+
+
+@contextlib.contextmanager
+def folder_lock(folder: Path):
+    """Exclusive lock on a folder (POSIX ``flock``), so two processes never interleave their appends to its files."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: a single writer is assumed
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def parse_records(text: str, warn_path: Path | None) -> Records:

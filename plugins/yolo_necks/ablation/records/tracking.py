@@ -41,7 +41,8 @@ from .store import RESULTS, ResultsStore
 
 ENV_URI, ENV_EXPERIMENT, ENV_KEEP = "MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_KEEP_RUN_ACTIVE"
 PARENT_TAG, NAME_TAG = "mlflow.parentRunId", "mlflow.runName"
-SWEEP_FILES = ("summary.md", "summary.csv", "pareto.png", "curves.png", "spec.yaml", RESULTS, "speed.csv")
+SWEEP_FILES = ("summary.md", "summary.csv", "pareto.png", "curves.png", "spec.yaml", RESULTS, "speed.csv",
+               "speed_rounds.csv", "per_class.csv", "summary_per_class.csv")
 PROBE_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}  # answer or fail at once
 MAX_TAG, MAX_PARAM = 5000, 6000
 
@@ -149,10 +150,11 @@ def row_params(row: dict) -> dict[str, str]:
 
 
 def row_metrics(row: dict) -> dict[str, float]:
-    """Every numeric column of a row (results.csv text or the values a run returned), as MLflow metrics."""
+    """Every numeric column of a row (results.csv text or the values a run returned), as MLflow metrics; private
+    keys a run's row carries to the sweep process (``_per_class``) are no columns."""
     out = {}
     for k, v in row.items():
-        if k in NOT_METRICS or isinstance(v, bool) or not isinstance(k, str):
+        if k in NOT_METRICS or isinstance(v, bool) or not isinstance(k, str) or k.startswith("_"):
             continue
         try:
             x = float(_text(v))

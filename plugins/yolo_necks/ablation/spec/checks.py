@@ -196,7 +196,25 @@ def _speed(source: str, value: Any) -> SpeedSettings:
         throughput_repeats=_int(source, "speed.throughput_repeats", d["throughput_repeats"]),
         dtype=dtype,
         device=None if dev is None else _speed_device(source, dev),
+        formats=_formats(source, d["formats"]),
     )
+
+
+def _formats(source: str, value: Any) -> tuple[str, ...]:
+    """``speed.formats``: known formats whose runtimes are installed (:func:`yolo_necks.deploy.check_formats`),
+    torch first and always there (the summary's latency, Δ latency and the Pareto front are torch's)."""
+    if isinstance(value, str):  # speed.formats=[torch,onnx] on the command line is not a Python literal
+        value = [v.strip(" '\"") for v in value.strip().strip("[]()").split(",")]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise NeckConfigError(f"{source}: key 'speed.formats': must be a list of formats such as [torch, onnx, "
+                              f"openvino], got {value!r}")
+    from ...deploy import check_formats
+
+    try:
+        names = check_formats(value) if any(v.strip() for v in value) else ["torch"]
+    except NeckConfigError as e:
+        raise NeckConfigError(f"{source}: key 'speed.formats': {e}") from None
+    return ("torch", *(n for n in names if n != "torch"))
 
 
 def _speed_device(source: str, dev: Any) -> str:
@@ -247,6 +265,9 @@ def _execution(source: str, d: dict, devices: tuple[str, ...]) -> Execution:
     )
 
 
+AUTO_PILOT = 5  # the pilot of seeds=auto: more power for fewer seeds than 3 in every calibration scenario
+
+
 def _seed_policy(source: str, value: Any, target: float) -> tuple[list[int], SeedPolicy | None]:
     """(the first seeds to run, the adaptive policy or None) from the ``seeds`` key."""
     if isinstance(value, str) and value.strip().lower() == "auto":
@@ -257,7 +278,10 @@ def _seed_policy(source: str, value: Any, target: float) -> tuple[list[int], See
         if k not in ("min", "max", "target"):
             raise NeckConfigError(f"{source}: key 'seeds.{k}': unknown key (adaptive seeds take min, max, target)"
                                   f"{suggest(k, ('min', 'max', 'target'))}")
-    lo = _int(source, "seeds.min", value.get("min", 3), 2)
+    lo = _int(source, "seeds.min", value.get("min", AUTO_PILOT), 1)
+    if lo < 3:
+        raise NeckConfigError(f"{source}: key 'seeds.min': adaptive seeds need a pilot of at least 3 seeds (its SD "
+                              f"fixes each arm's seed count, Stein's two-stage rule), got {lo}")
     hi = _int(source, "seeds.max", value.get("max", max(20, lo)), lo)
     if hi > MAX_SEEDS:
         raise NeckConfigError(f"{source}: key 'seeds.max': at most {MAX_SEEDS}, got {hi}")
@@ -277,6 +301,62 @@ def _pretrained(source: str, value: Any, spec_dir: Path) -> str | None:
                               f"weights name like yolov8n.pt), got {text!r}")
     found = _find_file(text, spec_dir)
     return str(found) if found is not None else text
+
+
+def _size_buckets(source: str, value: Any) -> tuple[float, float] | None:
+    """``size_buckets``: null (COCO's [32², 96²]) or two increasing positive areas in px²; COCO's own given
+    explicitly is the same as null (so that it does not change any run's configuration hash)."""
+    from yolo_necks.cocoeval import DEFAULT_BUCKETS, MAX_AREA
+
+    if value is None:
+        return None
+    numbers = isinstance(value, (list, tuple)) and len(value) == 2 and all(
+        isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in value)
+    if not numbers or not 0 < value[0] < value[1] < MAX_AREA:
+        raise NeckConfigError(f"{source}: key 'size_buckets': must be two areas [a, b] in px² of the original image "
+                              f"with 0 < a < b (small <= a <= medium <= b <= large), or null for COCO's [1024, 9216]; "
+                              f"got {value!r}")
+    buckets = (float(value[0]), float(value[1]))
+    return None if buckets == tuple(DEFAULT_BUCKETS) else buckets
+
+
+def contrast_pair(item: Any) -> tuple[Any, Any] | None:
+    """A contrast as given: ``[A, B]`` or ``"A:B"`` -> (A, B); None when it is neither."""
+    if isinstance(item, str) and item.count(":") == 1:
+        a, b = item.split(":")
+        return a.strip(), b.strip()
+    if isinstance(item, (list, tuple)) and len(item) == 2:
+        return item[0], item[1]
+    return None
+
+
+def check_contrasts(where: str, value: Any, arms: list[str], baseline: str | None) -> tuple[tuple[str, str], ...]:
+    """Contrasts between arms: a list of ``[A, B]`` (or ``"A:B"``) pairs of two different known arms, neither pair
+    the baseline comparison of an arm (that one is made anyway) nor listed twice; ``where`` starts each error line
+    (``spec.yaml: key 'contrasts'``, ``report: --contrast``)."""
+    if value is None:
+        return ()
+    if not isinstance(value, (list, tuple)):
+        raise NeckConfigError(f"{where}: must be a list of arm pairs like [[dyca-head, dyca-sppf]], got {value!r}")
+    out: list[tuple[str, str]] = []
+    for item in value:
+        pair = contrast_pair(item)
+        if pair is None:
+            raise NeckConfigError(f"{where}: {item!r} is not a pair of arms [A, B] (or A:B)")
+        for name in pair:
+            if not isinstance(name, str) or name not in arms:
+                raise NeckConfigError(f"{where}: unknown arm {name!r} in {list(pair)}{suggest(name, arms)} "
+                                      f"(arms: {', '.join(arms)})")
+        a, b = pair
+        if a == b:
+            raise NeckConfigError(f"{where}: [{a}, {b}] compares an arm with itself")
+        if baseline in (a, b):
+            raise NeckConfigError(f"{where}: [{a}, {b}] is the baseline comparison of {b if a == baseline else a}, "
+                                  "made for every arm anyway")
+        if (a, b) in out or (b, a) in out:
+            raise NeckConfigError(f"{where}: [{a}, {b}] is listed twice")
+        out.append((a, b))
+    return tuple(out)
 
 
 URI_SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
@@ -342,6 +422,9 @@ def validate(d: dict, source: str, spec_dir: Path, select: list[str] | None = No
     target = _number(source, "target", d["target"], 0.0, strict=True)
     margin = _number(source, "margin", d["margin"], 0.0, allow_none=True, strict=True)
     seeds, adaptive = _seed_policy(source, d["seeds"], target)
+    all_arms = _arms(source, arms_value, spec_dir, None)
+    baseline = next(a.name for a in all_arms if a.baseline)
+    contrasts = check_contrasts(f"{source}: key 'contrasts'", d["contrasts"], [a.name for a in all_arms], baseline)
     return Spec(
         source=source,
         name=name,
@@ -349,7 +432,7 @@ def validate(d: dict, source: str, spec_dir: Path, select: list[str] | None = No
         model=model,
         scale=scale,
         replace=_str(source, "replace", d["replace"]),
-        arms=_arms(source, arms_value, spec_dir, select),
+        arms=_arms(source, arms_value, spec_dir, select) if select else all_arms,
         data=data,
         data_params=_dict(source, "data_params", d["data_params"]),
         epochs=_int(source, "epochs", d["epochs"]),
@@ -366,6 +449,8 @@ def validate(d: dict, source: str, spec_dir: Path, select: list[str] | None = No
         metric=metric,
         target=target,
         margin=margin,
+        size_buckets=_size_buckets(source, d["size_buckets"]),
+        contrasts=contrasts,
         adaptive=adaptive,
         execution=_execution(source, d, devices or (device,)),
         tracking=_tracking(source, d, name),

@@ -20,6 +20,9 @@ SPEED_KEYS = {
     "throughput_repeats": "timed forward passes at throughput_batch",
     "dtype": "auto (fp16 on CUDA, fp32 on CPU), fp16 or fp32",
     "device": "device to time on (default: the training device)",
+    "formats": "deployment formats timed next to each other after training: [torch] (default), onnx, openvino "
+               "(pip install \"yolo-necks[deploy]\"), engine (TensorRT, an NVIDIA GPU); each arm exported from its "
+               "trained weights, checked against PyTorch and timed in the same rounds; torch is always timed",
 }
 # keys the harness sets itself for every run; train_args may not change them
 CONTROLLED_TRAIN_KEYS = (
@@ -51,22 +54,27 @@ KEYS: dict[str, tuple[Any, str]] = {
     "imgsz": (640, "train/val/speed image size"),
     "batch": (32, "training and validation batch size"),
     "seeds": ([0, 1, 2], "training seeds (list); an int N means seeds 0..N-1; runs are paired by seed. Adaptive: "
-              "{min: 3, max: 20} or auto runs seed rounds until every arm's interval on 'metric' is within "
-              "'target' (precision, never significance) or max seeds are done"),
+              "{min: 5, max: 20} or auto (the same): a pilot of min (>= 3) seeds fixes each arm's total once, from the pilot's "
+              "SD on 'metric' (Stein's two-stage rule: the seed part of its 95% interval ±'target'), at most max"),
     "device": (None, "training device: cpu, 0, 0,1 ... (default: CUDA device 0 if available, else cpu)"),
     "workers": (8, "dataloader workers"),
     "train_args": ({}, "extra ultralytics training arguments passed through untouched (lr0, mosaic, amp, ...)"),
     "speed": ({"warmup": 20, "repeats": 200, "throughput_batch": 32, "throughput_repeats": 20, "dtype": "auto",
-               "device": None}, "speed measurement settings (the speed.* keys below)"),
+               "device": None, "formats": ["torch"]}, "speed measurement settings (the speed.* keys below)"),
     "reduced": (None, "label of a reduced sweep (set by the cpu: section); shown in every output"),
     "pretrained": (None, "checkpoint every arm starts from: null (from scratch), a .pt path, or an ultralytics weights "
                    "name like yolov8n.pt (downloaded by ultralytics when online); its content hash is part of every "
                    "run's configuration. freeze=N (ultralytics' key) passes through to train_args"),
-    "metric": ("map50_95", "primary metric: adaptive seeds stop on its precision, the verdict speaks of it"),
-    "target": (0.01, "half-width of the 95% interval of a delta that the sweep aims for on the primary metric "
-               "(precision planning; adaptive seeds stop there)"),
+    "metric": ("map50_95", "primary metric: adaptive seeds plan on its pilot SD, the verdict speaks of it"),
+    "target": (0.01, "half-width of the seed part of the 95% interval of a delta that the sweep aims for on the "
+               "primary metric (precision planning; adaptive seeds plan each arm's total for it)"),
     "margin": (None, "equivalence margin in mAP units (e.g. 0.01): verdicts then say equivalent within ±margin or not "
-               "worse than −margin where the paired TOST tests (Holm-adjusted) show it; null: off"),
+               "worse than −margin where the Holm-adjusted interval of the delta shows it; null: off"),
+    "size_buckets": (None, "object-size buckets of AP small/medium/large: two areas [a, b] in px² of the original "
+                     "image (small <= a <= medium <= b <= large); null: COCO's [32², 96²]. Part of every run's "
+                     "configuration when set"),
+    "contrasts": ([], "extra comparisons between two arms, [[A, B], ...]: Δ = A − B paired by the seeds both have, "
+                  "in the same Holm family as the baseline comparisons. Not part of any run's configuration"),
     "executor": ("local", "local (worker processes on this machine) or ray (a Ray cluster: pip install "
                  "'yolo-necks[ray]')"),
     "parallel": ("auto", "local executor: runs at once; auto = what the machine holds (CPU: cores / threads_per_run, "
@@ -116,6 +124,7 @@ DEFAULT_SPEC: dict[str, Any] = {
     "pretrained": None,
     "metric": "map50_95",
     "target": 0.01,
+    "size_buckets": [240.5, 2050.5],
     "executor": "local",
     "parallel": "auto",
     "devices": None,
@@ -133,6 +142,7 @@ DEFAULT_SPEC: dict[str, Any] = {
         "train_args": {"nbs": 8, "warmup_epochs": 1, "val": False, "optimizer": "AdamW", "lr0": 0.002, "lrf": 0.05,
                        "mosaic": 0.0, "scale": 0.2, "hsv_s": 0.3, "hsv_v": 0.2},
         "speed": {"warmup": 10, "repeats": 100, "throughput_batch": 8, "throughput_repeats": 10},
+        "size_buckets": [230.5, 695.5],
     },
 }
 

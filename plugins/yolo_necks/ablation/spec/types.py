@@ -33,11 +33,13 @@ class SpeedSettings:
     throughput_repeats: int
     dtype: str
     device: str | None
+    formats: tuple[str, ...] = ("torch",)  # deployment formats timed together; torch always first
 
 
 @dataclass(frozen=True)
 class SeedPolicy:
-    """Adaptive seeds: rounds of one more seed for every arm until precision ``target`` or ``max`` seeds."""
+    """Adaptive seeds: a pilot of ``min`` seeds per arm fixes each arm's total (Stein's two-stage rule for a seed
+    part of ±``target``), at most ``max``."""
 
     min: int
     max: int
@@ -96,6 +98,8 @@ class Spec:
     metric: str = "map50_95"
     target: float = 0.01
     margin: float | None = None
+    size_buckets: tuple[float, float] | None = None  # AP by object size: [a, b] px²; None: COCO's [32², 96²]
+    contrasts: tuple[tuple[str, str], ...] = ()  # extra comparisons A − B between arms (never hashed)
     adaptive: SeedPolicy | None = None
     execution: Execution = field(default_factory=Execution)
     tracking: Tracking | None = None  # MLflow; None: off
