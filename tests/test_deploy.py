@@ -28,6 +28,7 @@ import torch
 import torch.nn as nn
 import yaml
 from conftest import YAML_DIR
+from export_helpers import CumMaxNeck  # a block that cannot export
 
 import yolo_necks
 from yolo_necks import deploy
@@ -261,19 +262,6 @@ def test_parity_of_nms_free_rows_allows_swapped_near_ties():
 
 
 # ------------------------------------------------------------------------------------- a block that cannot export
-class CumMaxNeck(nn.Module):
-    """A test block whose cumulative maximum has no ONNX symbolic and no OpenVINO conversion rule."""
-
-    def __init__(self, c1: int, c2: int):
-        super().__init__()
-        from ultralytics.nn.modules import Conv
-
-        self.cv = Conv(c1, c2, 1)
-
-    def forward(self, x):
-        return self.cv(torch.cummax(x, dim=3)[0])
-
-
 def test_unexportable_block_gives_a_one_line_result_and_the_next_export_works(models, exported, tmp_path, logged):
     from ultralytics import YOLO
     from ultralytics.utils import LOGGER

@@ -21,10 +21,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import torch.nn as nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ablation_helpers import fake_metrics, tiny_spec, write_spec  # noqa: E402
+from export_helpers import CumMaxNeck  # noqa: E402  (a block that cannot export)
 from test_stats import CPU_SWEEP  # noqa: E402
 
 import yolo_necks  # noqa: E402
@@ -45,19 +45,6 @@ ARMS = [
     {"name": "cummax", "block": "CumMaxNeck", "args": []},
 ]
 FORMATS = ["torch", "onnx", "openvino"]
-
-
-class CumMaxNeck(nn.Module):
-    """A test block whose cumulative maximum has no ONNX symbolic and no OpenVINO conversion rule."""
-
-    def __init__(self, c1: int, c2: int):
-        super().__init__()
-        from ultralytics.nn.modules import Conv
-
-        self.cv = Conv(c1, c2, 1)
-
-    def forward(self, x):
-        return self.cv(torch.cummax(x, dim=3)[0])
 
 
 def save_untrained(plan, spec, data) -> dict:
