@@ -9,6 +9,7 @@ a tiny built-in ``digits`` set (16 images of 64 px, 1 epoch) in fresh processes.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import os
 import signal
@@ -30,6 +31,7 @@ from ablation_helpers import (  # noqa: E402
     FailsInWorker,
     crash_execute,
     fake_execute,
+    fake_metrics,
     leaky_execute,
     perturb_process_state,
     process_probe,
@@ -102,6 +104,7 @@ def test_workers_are_forked_only_where_nothing_forbids_it(monkeypatch):
     monkeypatch.delenv(START_ENV, raising=False)
     monkeypatch.delitem(sys.modules, "mlflow.store.tracking.sqlalchemy_store", raising=False)
     monkeypatch.delitem(sys.modules, "ray", raising=False)
+    monkeypatch.delitem(sys.modules, "polars", raising=False)  # loaded by an earlier test's training, maybe
     real_count = threading.active_count
     monkeypatch.setattr(threading, "active_count", lambda: 1)  # a sweep process without other threads
     cpu = Slot("cpu", "cpu", None, 1)
@@ -124,13 +127,16 @@ def test_workers_are_forked_only_where_nothing_forbids_it(monkeypatch):
     monkeypatch.setattr(threading, "active_count", lambda: 1)
     monkeypatch.setitem(sys.modules, "ray", types.SimpleNamespace(is_initialized=lambda: True))
     monkeypatch.setitem(sys.modules, "mlflow.store.tracking.sqlalchemy_store", types.ModuleType("store"))
-    assert fork_hazards(cpu) == ["this process is connected to Ray",
+    monkeypatch.setitem(sys.modules, "polars", types.ModuleType("polars"))
+    assert fork_hazards(cpu) == ["polars is loaded in this process: its thread pool does not survive a fork",
+                                 "this process is connected to Ray",
                                  "this process may hold MLflow database connections"]
     # the environment variable decides, whatever the hazards
     monkeypatch.setenv(START_ENV, "fork")
     assert start_method(cpu) == "fork"
     monkeypatch.setitem(sys.modules, "ray", None)
     monkeypatch.delitem(sys.modules, "mlflow.store.tracking.sqlalchemy_store")
+    monkeypatch.delitem(sys.modules, "polars")
     monkeypatch.setenv(START_ENV, " Spawn ")
     assert start_method(cpu) == "spawn"
     monkeypatch.setattr("multiprocessing.get_all_start_methods", lambda: ["spawn"])  # as on Windows
@@ -397,12 +403,95 @@ def test_the_process_state_a_run_changes_is_put_back(tmp_path):
     assert {k: after[k] for k in before if k != "children"} == {k: v for k, v in before.items() if k != "children"}
 
 
+def test_a_runs_thread_budget_holds_through_ultralytics_own_thread_setting(rect_data, tmp_path, monkeypatch):
+    """ultralytics' select_device sets torch to its NUM_THREADS (min(8, CPUs - 1)) at every trainer and validator
+    start: a run with a budget trains and validates at that budget all the same, and the process gets its setting
+    back after the run."""
+    import torch
+    from ultralytics.utils import torch_utils
+
+    from yolo_necks.ablation.execute.run import run_task, threads_held
+
+    monkeypatch.setattr(torch_utils, "NUM_THREADS", 3)  # what a machine with 4 CPUs gives
+    before = torch.get_num_threads()
+    seen = []
+
+    def execute(plan, spec, data):
+        torch_utils.select_device("cpu", verbose=False)  # what a trainer, validator or predictor does first
+        seen.append(torch.get_num_threads())
+        return fake_metrics(plan, spec)
+
+    spec = load_spec(tiny_spec(rect_data, tmp_path / "runs"))
+    prep = prepare(spec)
+    (task, *_) = _tasks(spec, prep)
+    row = run_task(dataclasses.replace(task, threads=1), execute)
+    assert row["status"] == "ok" and row["threads"] == 1 and seen == [1], row.get("error")
+    assert torch.get_num_threads() == before and torch_utils.NUM_THREADS == 3  # put back after the run
+    run_task(task, execute)  # no budget: ultralytics' setting stands
+    assert seen == [1, 3]
+    torch.set_num_threads(before)
+    with threads_held(None):
+        assert torch.get_num_threads() == before
+
+
+FORK_HAZARDS = r"""
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import torch
+from ultralytics.utils import torch_utils
+from ablation_helpers import tiny_spec
+from yolo_necks.ablation.execute.local import LocalExecutor, Slot
+from yolo_necks.ablation.execute.run import RunTask
+from yolo_necks.ablation.prepare.plan import DataRef
+from yolo_necks.ablation.prepare.prepare import prepare
+from yolo_necks.ablation.spec.load import load_spec
+
+torch_utils.NUM_THREADS = 2  # what ultralytics sets on a machine with 3 CPUs (select_device)
+torch.set_num_threads(2)
+torch.rand(512, 512) @ torch.rand(512, 512)  # OpenMP's thread pool ran in this process before the fork
+out = []
+for step in ("threads", "polars"):
+    if step == "polars":  # what a training in this process leaves: polars' thread pool started
+        import polars
+        polars.DataFrame({"a": list(range(1000))}).lazy().select(polars.col("a").sum()).collect()
+    spec = load_spec(tiny_spec(sys.argv[2], sys.argv[3] + "/" + step, seeds=[0]))
+    prep = prepare(spec)
+    plan = prep.plans[0]
+    task = RunTask(plan, spec, prep.data_ref or DataRef(prep.data), {"arm": plan.arm.name, "seed": plan.seed})
+    executor = LocalExecutor([Slot("cpu", "cpu", None, 1)])
+    try:
+        (row,) = [e.row for e in executor.run([task]) if e.kind == "end"]
+    finally:
+        executor.close()
+    head = (plan.run_dir / "train.log").read_text(errors="replace").splitlines()[0]
+    out.append({"status": row["status"], "error": row.get("error"), "threads": row.get("threads"), "head": head})
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.slow
+def test_a_forked_worker_trains_where_ultralytics_would_set_more_threads_and_polars_ran_before(rect_data, tmp_path):
+    """Two ways a worker forked from a process that ran torch with 2 threads deadlocked at its first parallel
+    operation: ultralytics setting more threads than the run's budget in it (on a machine with 3 CPUs or more), and
+    polars' thread pool started in the sweep process before the fork (ultralytics reads its CSVs with polars). In a
+    fresh process: the run's budget holds in the forked worker, and once polars has run the worker is spawned."""
+    import json
+
+    proc = subprocess.run([sys.executable, "-c", FORK_HAZARDS, str(TESTS), rect_data, str(tmp_path)],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "YOLO_OFFLINE": "1", START_ENV: "auto"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    threads, polars = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert threads["status"] == polars["status"] == "ok", (threads["error"], polars["error"])
+    assert threads["threads"] == polars["threads"] == 1
+    assert threads["head"].endswith("(forked from the sweep process)"), threads["head"]
+    assert polars["head"].endswith("(spawned)"), polars["head"]
+
+
 @pytest.mark.slow
 def test_a_run_after_others_in_the_same_worker_equals_the_run_in_a_fresh_worker(tiny_data, tmp_path):
     """sppf trained first in a fresh worker, then a run that leaves the process perturbed, focal and spp trained,
     then sppf again, all in one worker process: same state at its start, same weights, same metrics."""
-    import dataclasses
-
     import torch
 
     spec = load_spec({
@@ -524,8 +613,6 @@ def test_ray_a_worker_killed_mid_run_is_retried_or_recorded_never_lost(two_node_
 
 
 def test_ray_a_data_yaml_unreadable_on_a_node_fails_that_run_with_one_line(two_node_cluster, rect_data, tmp_path):
-    import dataclasses
-
     from yolo_necks.ablation.execute.ray_cluster import RayExecutor
     from yolo_necks.ablation.execute.run import RunTask
     from yolo_necks.ablation.prepare.plan import DataRef

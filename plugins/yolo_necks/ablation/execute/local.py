@@ -97,9 +97,11 @@ def fork_hazards(slot: Slot) -> list[str]:
 
     A forked child shares what the sweep process has imported, and also what it must not share: CUDA (it cannot be
     used in a forked child, and ``CUDA_VISIBLE_DEVICES`` must be set before it starts), GNU OpenMP's thread pool (a
-    child forked after its parent ran parallel regions hangs in its own; a one-thread worker never enters one),
-    locks other threads hold at the fork (they stay held in the child), Ray's connections and MLflow's database
-    connections (SQLite's must never cross a fork)."""
+    child forked after its parent ran parallel regions hangs in its own; a one-thread worker never enters one, and
+    :func:`~.run.threads_held` keeps ultralytics from raising the count), polars' thread pool (ultralytics reads its
+    CSVs with polars: a forked child whose parent started the pool hangs at its first query), locks other threads
+    hold at the fork (they stay held in the child), Ray's connections and MLflow's database connections (SQLite's must
+    never cross a fork)."""
     import multiprocessing as mp
 
     why = []
@@ -114,6 +116,8 @@ def fork_hazards(slot: Slot) -> list[str]:
         why.append("CUDA is initialized in this process")
     if threading.active_count() > 1:
         why.append(f"{threading.active_count() - 1} other Python thread(s) run in this process")
+    if sys.modules.get("polars") is not None:
+        why.append("polars is loaded in this process: its thread pool does not survive a fork")
     ray = sys.modules.get("ray")
     if ray is not None and getattr(ray, "is_initialized", lambda: False)():
         why.append("this process is connected to Ray")
