@@ -44,7 +44,7 @@ def check_rows(rows: list[dict]) -> int:
 
 def test_small_calibration_holds_every_error_rate_at_its_level(tmp_path):
     cal = load_calibration()
-    rows = cal.run(300, seed=7, out=tmp_path, log=lambda line: None)
+    rows = cal.run(150, seed=7, out=tmp_path, log=lambda line: None)
     with open(tmp_path / "calibration.csv", newline="", encoding="utf-8") as f:
         written = list(csv.DictReader(f))
     assert list(written[0]) == cal.COLUMNS and len(written) == len(rows)

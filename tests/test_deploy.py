@@ -1,10 +1,9 @@
 """Deployment formats (``yolo_necks.deploy``, ``yolo-necks bench --formats``): every block exports with ultralytics'
 exporter to ONNX (static and dynamic batch/height/width) and OpenVINO and computes there what PyTorch computes.
 
-Models: every shipped YAML with one of our blocks at the SPPF site; each block inserted at p3, p4, p5 of yolov8n
-(``yolo_necks.edit``; yolov8n + DyCAConv is the shipped ``yolov8-dyca-neck.yaml``); and yolo26n with all four
-inserted at p3, p4, p5, one after the other (one model: an export costs per model, and each block still sits at each
-of the three strides with the channels it has there). Nano scale, nc=4, 64 px. yolo26n is exported with its NMS-free
+Models: every shipped YAML with one of our blocks at the SPPF site, and yolo26n with all four inserted at p3, p4,
+p5 (``yolo_necks.edit``), one after the other (one model: an export costs per model, and each block still sits at
+each of the three strides with the channels it has there, in front of the end-to-end head). Nano scale, nc=4, 64 px. yolo26n is exported with its NMS-free
 head (output ``(N, k, 6)``). Each model is built once and exported once per format (module-scoped cache).
 
 Random weights are conditioned first (:func:`condition`): BatchNorm statistics from a batch of noise, then each layer's
@@ -53,7 +52,7 @@ def _site_yamls() -> list[str]:
 
 
 SITE_YAMLS = _site_yamls()
-INSERTED = [f"yolov8n+{block}@p3,p4,p5" for block in BLOCKS] + ["yolo26n+" + "+".join(f"{b}@p3,p4,p5" for b in BLOCKS)]
+INSERTED = ["yolo26n+" + "+".join(f"{b}@p3,p4,p5" for b in BLOCKS)]
 MODELS = SITE_YAMLS + INSERTED
 
 
@@ -127,9 +126,6 @@ def models(tmp_path_factory):
                 d = yaml.safe_load((YAML_DIR / name).read_text())
                 stem = name.replace("yolov8-", "yolov8n-").replace("yolo11-", "yolo11n-")[:-5]
                 block_at = 9
-            elif name == "yolov8n+DyCAConv@p3,p4,p5":  # the shipped edit of exactly this
-                d = yaml.safe_load((YAML_DIR / "yolov8-dyca-neck.yaml").read_text())
-                stem, block_at = "yolov8n-dyca-neck", 16
             else:  # each block after p3, p4, p5; several: one after the other (the next reads the previous)
                 base, *edits = name.split("+")
                 d, block_at = f"{base}.yaml", None
