@@ -20,8 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the tests' helper mo
 # (file, node-id pattern): why it can wait for the full tier (the default test making the same claim).
 FULL_TIER = [
     ("test_executors.py", r"test_metrics_and_weights_do_not_depend_on_the_executor",
-     "four CLI sweeps; a run in a forked worker equals the same run trained in this process: "
-     "test_a_run_after_others_in_the_same_worker_equals_the_run_in_a_fresh_worker"),
+     "four CLI sweeps compared bit for bit (also spawned and Ray); one run in a worker, again after others there, "
+     "and one at a time in this process: test_a_run_after_others_in_the_same_worker_equals_the_run_in_a_fresh_worker"),
     ("test_executors.py", r"test_ray_(times_every_arm|a_worker_killed|a_data_yaml|ctrl_c)",
      "Ray cluster faults; placement on two nodes: test_ray_runs_land_on_both_nodes_and_rows_record_the_node"),
     ("test_executors.py", r"test_sigkill_of_the_parallel|test_ctrl_c_in_parallel",

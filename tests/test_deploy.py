@@ -1,10 +1,11 @@
 """Deployment formats (``yolo_necks.deploy``, ``yolo-necks bench --formats``): every block exports with ultralytics'
 exporter to ONNX (static and dynamic batch/height/width) and OpenVINO and computes there what PyTorch computes.
 
-Models: every shipped YAML with one of our blocks at the SPPF site, and yolo26n with all four inserted at p3, p4,
-p5 (``yolo_necks.edit``), one after the other (one model: an export costs per model, and each block still sits at
-each of the three strides with the channels it has there, in front of the end-to-end head). Nano scale, nc=4, 64 px. yolo26n is exported with its NMS-free
-head (output ``(N, k, 6)``). Each model is built once and exported once per format (module-scoped cache).
+Models: every shipped YAML with one of our blocks at the SPPF site, and yolo26n with all four inserted at p3, p4, p5
+(``yolo_necks.edit``), one after the other (one model: an export costs per model, and each block still sits at each
+of the three strides with the channels it has there, in front of the end-to-end head). Nano scale, nc=4, 64 px.
+yolo26n is exported with its NMS-free head (output ``(N, k, 6)``). Each model is built once and exported once per
+format (module-scoped cache).
 
 Random weights are conditioned first (:func:`condition`): BatchNorm statistics from a batch of noise, then each layer's
 output scaled to unit RMS over the test sizes (LSUV-like, through the last BatchNorm or conv the layer runs), then the

@@ -50,7 +50,7 @@ from yolo_necks.ablation.execute.local import (  # noqa: E402
     plan_slots,
     start_method,
 )
-from yolo_necks.ablation.execute.run import RunTask  # noqa: E402
+from yolo_necks.ablation.execute.run import RunTask, run_task  # noqa: E402
 from yolo_necks.ablation.prepare.plan import DataRef  # noqa: E402
 from yolo_necks.ablation.spec.load import Execution, load_spec  # noqa: E402
 from yolo_necks.errors import NeckConfigError  # noqa: E402
@@ -410,7 +410,7 @@ def test_a_runs_thread_budget_holds_through_ultralytics_own_thread_setting(rect_
     import torch
     from ultralytics.utils import torch_utils
 
-    from yolo_necks.ablation.execute.run import run_task, threads_held
+    from yolo_necks.ablation.execute.run import threads_held
 
     monkeypatch.setattr(torch_utils, "NUM_THREADS", 3)  # what a machine with 4 CPUs gives
     before = torch.get_num_threads()
@@ -491,7 +491,8 @@ def test_a_forked_worker_trains_where_ultralytics_would_set_more_threads_and_pol
 @pytest.mark.slow
 def test_a_run_after_others_in_the_same_worker_equals_the_run_in_a_fresh_worker(tiny_data, tmp_path):
     """sppf trained first in a fresh worker, then a run that leaves the process perturbed, focal and spp trained,
-    then sppf again, all in one worker process: same state at its start, same weights, same metrics."""
+    then sppf again, all in one worker process: same state at its start, same weights, same metrics; and the same
+    as sppf trained one at a time in this process."""
     import torch
 
     spec = load_spec({
@@ -527,6 +528,14 @@ def test_a_run_after_others_in_the_same_worker_equals_the_run_in_a_fresh_worker(
     mine = torch.load(last["weights"], map_location="cpu", weights_only=False)["model"].float().state_dict()
     assert mine.keys() == ref.keys() and all(torch.equal(mine[k], ref[k]) for k in ref)
     assert first["weights"] != last["weights"]
+    # and the same run trained one at a time in this process, as the sequential executor trains it
+    (here,) = _tasks(spec, prep, [renamed(plan["sppf"], "-here")])
+    seq = run_task(dataclasses.replace(here, threads=1))
+    assert seq["status"] == "ok", seq.get("error")
+    for col in ("map50", "map50_95", "precision", "recall", "params", "gflops", "epochs_run"):
+        assert seq[col] == first[col], col
+    mine = torch.load(seq["weights"], map_location="cpu", weights_only=False)["model"].float().state_dict()
+    assert mine.keys() == ref.keys() and all(torch.equal(mine[k], ref[k]) for k in ref)
 
 
 # ------------------------------------------------------------------------------------------------------ Ray
