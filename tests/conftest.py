@@ -60,7 +60,7 @@ def pytest_collection_modifyitems(config, items):
     rules = [(f, re.compile(pattern)) for f, pattern, _ in FULL_TIER]
     keep, left = [], []
     for item in items:
-        name = Path(str(item.fspath)).name
+        name = item.path.name
         (left if any(f == name and rx.search(item.nodeid) for f, rx in rules) else keep).append(item)
     if left:
         config.hook.pytest_deselected(items=left)

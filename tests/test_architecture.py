@@ -53,7 +53,8 @@ PACKAGES = {"yolo_necks", "yolo_necks.ablation", "yolo_necks.datasets", "yolo_ne
 # The layers, lowest first (ARCHITECTURE.md, "Who may import whom"): a module may import modules of its own layer or
 # of lower ones, never of a higher one. A name is a module or a package (every module under it).
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("leaves", ("errors", "_lazy", "catalog", "timing", "flops", "reference", "blocks", "fast", "yamltext")),
+    ("leaves", ("errors", "_lazy", "catalog", "timing", "threads", "flops", "reference", "blocks", "fast",
+                "yamltext")),
     ("parser", ("validate", "translate", "registry", "graph")),
     ("tools", ("editing", "editing_cli", "tables", "bench", "bench_tables", "datasets", "deploy", "cocoeval")),
     ("records", ("ablation.records",)),

@@ -215,6 +215,18 @@ def test_export_matches_pytorch(name, variant, models, exported):
         assert not deploy.parity(perturbed, runner, inputs).ok
 
 
+def test_an_export_keeps_the_callers_thread_count(models, runtimes, tmp_path, monkeypatch):
+    """ultralytics' exporter sets torch to its own NUM_THREADS (min(8, CPUs - 1)): an export leaves torch at the
+    caller's count (a timing session or the bench goes on at the threads it chose)."""
+    from ultralytics.utils import torch_utils
+
+    monkeypatch.setattr(torch_utils, "NUM_THREADS", 3)  # what a machine with 4 CPUs gives
+    threads = torch.get_num_threads()  # 1: the module's one_thread fixture
+    res = deploy.export(models("yolov8-pyramid.yaml")[0], "onnx", IMGSZ, out_dir=tmp_path)
+    assert res.ok, res.line()
+    assert torch.get_num_threads() == threads and torch_utils.NUM_THREADS == 3
+
+
 def test_the_deploy_extra_meets_the_exporters_requirements(exported):
     """What ultralytics' exporter checks before ONNX and OpenVINO exports is installed by the extra: it would
     otherwise try to pip-install at run time (offline: warn and go on with what is there)."""

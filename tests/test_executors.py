@@ -410,7 +410,7 @@ def test_a_runs_thread_budget_holds_through_ultralytics_own_thread_setting(rect_
     import torch
     from ultralytics.utils import torch_utils
 
-    from yolo_necks.ablation.execute.run import threads_held
+    from yolo_necks.threads import threads_held
 
     monkeypatch.setattr(torch_utils, "NUM_THREADS", 3)  # what a machine with 4 CPUs gives
     before = torch.get_num_threads()

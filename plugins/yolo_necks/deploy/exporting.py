@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import NeckConfigError
+from ..threads import threads_held
 from .runtime import first_tensor, torch_reference
 
 __all__ = ["ALIASES", "EXTRA_HINT", "FORMATS", "ExportResult", "Format", "check_formats", "export", "failing_op",
@@ -283,9 +284,11 @@ def export(model_or_weights, fmt: str, imgsz=640, dynamic: bool = False, out_dir
 
     from ..translate import is_environment_error
 
+    import torch
+
     t0 = time.perf_counter()
-    try:
-        with _log_level(verbose):
+    try:  # the exporter sets ultralytics' own thread count: the caller's holds through it and after it
+        with _log_level(verbose), threads_held(torch.get_num_threads()):
             path = Exporter(overrides=args, _callbacks=callbacks)(model=net)
         return ExportResult(name, str(path), time.perf_counter() - t0, size, bool(dynamic), nms is False)
     except Exception as e:

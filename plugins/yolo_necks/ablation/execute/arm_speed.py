@@ -38,6 +38,7 @@ import time
 
 import torch
 
+from ...threads import threads_held
 from ..records.timings import TORCH, round_key, timing_key
 from .speed import device_name, prepare, resolve_dtype, torch_build, torch_device
 
@@ -79,38 +80,33 @@ def time_arms(models: list, spec, threads: int | None = None, order_seed: int | 
     dtype = resolve_dtype(settings.dtype, dev)
     if dev.type == "cpu" and dtype == torch.float16:
         raise ValueError("speed.dtype fp16 is not supported on the CPU")
-    saved_threads = torch.get_num_threads()
-    if threads and dev.type == "cpu":
-        torch.set_num_threads(threads)
     formats = [f for f in getattr(settings, "formats", (TORCH,)) if f != TORCH]
-    runtime_threads = threads or torch.get_num_threads()  # the runtimes get as many threads as torch
     cells: dict = {}
-    try:
-        if formats:  # exported, loaded and checked before anything is timed
-            from .formats import deploy_arms, exports_root
+    with threads_held(threads if dev.type == "cpu" else None):
+        runtime_threads = threads or torch.get_num_threads()  # the runtimes get as many threads as torch
+        try:
+            if formats:  # exported, loaded and checked before anything is timed (exports keep torch's threads)
+                from .formats import deploy_arms, exports_root
 
-            cells = deploy_arms([m.arm.name for m in models], weights or {}, formats, spec.imgsz, runtime_threads,
-                                exports_root(spec))
-            if threads and dev.type == "cpu":
-                torch.set_num_threads(threads)
-        nets = {m.arm.name: prepare(_build(m), dev, dtype) for m in models}
-        gen = torch.Generator().manual_seed(0)
-        x1 = torch.rand(1, 3, spec.imgsz, spec.imgsz, generator=gen).to(device=dev, dtype=dtype)
-        host = x1.detach().float().cpu().numpy()  # what the runtimes take: the same image, already on the host
-        timed = {**nets, **{round_key(a, f): (lambda _x, r=c.runner: r(host))
-                            for (a, f), c in cells.items() if c.runner is not None}}
-        rounds: dict[str, list[float]] = {}
-        orders: list[list[str]] = []
-        used = torch.get_num_threads() if dev.type == "cpu" else 0
-        wall0, cpu0 = time.perf_counter(), time.process_time()
-        latency = _interleaved(timed, x1, settings.warmup, settings.repeats, rounds, order_seed, orders)
-        share = (time.process_time() - cpu0) / max(1e-9, time.perf_counter() - wall0) / max(1, used)
-        throughput = _throughput(nets, spec, dev, dtype, gen, order_seed)
-        others = _other_gpu_processes(dev) if dev.type == "cuda" else ""
-    finally:
-        torch.set_num_threads(saved_threads)
-        if dev.type == "cuda":
-            torch.cuda.empty_cache()
+                names = [m.arm.name for m in models]
+                cells = deploy_arms(names, weights or {}, formats, spec.imgsz, runtime_threads, exports_root(spec))
+            nets = {m.arm.name: prepare(_build(m), dev, dtype) for m in models}
+            gen = torch.Generator().manual_seed(0)
+            x1 = torch.rand(1, 3, spec.imgsz, spec.imgsz, generator=gen).to(device=dev, dtype=dtype)
+            host = x1.detach().float().cpu().numpy()  # what the runtimes take: the same image, already on the host
+            timed = {**nets, **{round_key(a, f): (lambda _x, r=c.runner: r(host))
+                                for (a, f), c in cells.items() if c.runner is not None}}
+            rounds: dict[str, list[float]] = {}
+            orders: list[list[str]] = []
+            used = torch.get_num_threads() if dev.type == "cpu" else 0
+            wall0, cpu0 = time.perf_counter(), time.process_time()
+            latency = _interleaved(timed, x1, settings.warmup, settings.repeats, rounds, order_seed, orders)
+            share = (time.process_time() - cpu0) / max(1e-9, time.perf_counter() - wall0) / max(1, used)
+            throughput = _throughput(nets, spec, dev, dtype, gen, order_seed)
+            others = _other_gpu_processes(dev) if dev.type == "cuda" else ""
+        finally:
+            if dev.type == "cuda":
+                torch.cuda.empty_cache()
     base = next((m.arm.name for m in models if m.arm.baseline), None)
     session = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     rows = []

@@ -98,7 +98,7 @@ def fork_hazards(slot: Slot) -> list[str]:
     A forked child shares what the sweep process has imported, and also what it must not share: CUDA (it cannot be
     used in a forked child, and ``CUDA_VISIBLE_DEVICES`` must be set before it starts), GNU OpenMP's thread pool (a
     child forked after its parent ran parallel regions hangs in its own; a one-thread worker never enters one, and
-    :func:`~.run.threads_held` keeps ultralytics from raising the count), polars' thread pool (ultralytics reads its
+    :func:`~yolo_necks.threads.threads_held` keeps ultralytics from raising the count), polars' thread pool (ultralytics reads its
     CSVs with polars: a forked child whose parent started the pool hangs at its first query), locks other threads
     hold at the fork (they stay held in the child), Ray's connections and MLflow's database connections (SQLite's must
     never cross a fork)."""

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from ...errors import NeckError, one_line
+from ...threads import threads_held
 from ..prepare.plan import DataRef, RunPlan, file_sha
 from ..records.perclass import ROW_KEY as PER_CLASS_KEY
 from ..spec.load import Spec
@@ -75,39 +76,6 @@ def set_budget(threads: int | None, cuda_visible: str | None = None) -> None:
         torch = sys.modules.get("torch")
         if torch is not None:
             torch.set_num_threads(threads)
-
-
-@contextlib.contextmanager
-def threads_held(threads: int | None) -> Iterator[None]:
-    """Hold torch at ``threads`` CPU threads for the block (a run's training and validations), then put back what
-    was set before; ``None``: change nothing.
-
-    ultralytics' ``select_device`` sets torch's thread count to its module constant ``NUM_THREADS``
-    (``min(8, os.cpu_count() - 1)``) at every trainer, validator and predictor start, before any callback runs, so a
-    run's budget set beforehand does not hold on a machine with more than two CPUs (and ``os.cpu_count()`` counts
-    the host's CPUs in a container). In a worker forked after the sweep process ran OpenMP regions, more than one
-    thread deadlocks at the first parallel operation. The constant is the only handle ultralytics reads: it is set
-    to the budget for the block (in ``ultralytics.utils.torch_utils``, where ``select_device`` reads it) and put back
-    after it."""
-    if not threads:
-        yield
-        return
-    import torch
-
-    try:
-        from ultralytics.utils import torch_utils
-    except ImportError:  # pragma: no cover - ultralytics is a dependency
-        torch_utils = None
-    saved = torch.get_num_threads(), getattr(torch_utils, "NUM_THREADS", None)
-    torch.set_num_threads(threads)
-    if saved[1] is not None:
-        torch_utils.NUM_THREADS = threads
-    try:
-        yield
-    finally:
-        if saved[1] is not None:
-            torch_utils.NUM_THREADS = saved[1]
-        torch.set_num_threads(saved[0])
 
 
 @contextlib.contextmanager
